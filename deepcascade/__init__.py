@@ -1,0 +1,15 @@
+"""deepcascade: unpaired cross-domain image translation in the feature space of a frozen CNN.
+
+Implements "Cross-Domain Cascaded Deep Translation" (Katzir, Lischinski, Cohen-Or, ECCV 2020).
+Nothing heavy happens at import; ``Translator`` is imported lazily.
+"""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "Translator":
+        from .inference.translator import Translator
+
+        return Translator
+    raise AttributeError(f"module 'deepcascade' has no attribute {name!r}")

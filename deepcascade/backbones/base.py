@@ -1,0 +1,69 @@
+"""The backbone interface every frozen feature extractor implements.
+
+A backbone maps RGB images in [0, 1] (N, 3, H, W) to a feature pyramid of five levels, 1 (shallowest) to
+5 (deepest). Everything downstream (normalization, cache, inversion networks, translators, critics) reads
+only ``channels``, ``strides`` and ``forward``, so new backbones (AlexNet, a fine-tuned VGG-19,
+EfficientNet-Lite0) are added as further entries of the registry in ``backbones/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LEVELS = (1, 2, 3, 4, 5)
+
+
+class Backbone(nn.Module):
+    """A frozen feature pyramid. Subclasses fill ``channels``/``strides`` and implement ``_features``."""
+
+    name: str = ""
+    #: channels of each level, e.g. {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+    channels: dict[int, int] = {}
+    #: downsampling factor of each level relative to the input image
+    strides: dict[int, int] = {}
+
+    def __init__(self, relu: bool = False):
+        super().__init__()
+        self.relu = relu
+        self.weights_file: str | None = None  # path of the loaded weights, None for random
+        self.weights_sha256: str | None = None  # SHA-256 of that file
+        self.weights_description = ""  # one line for the log, e.g. "ImageNet (vgg19-dcbb9e9d.pth)"
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def freeze(self) -> "Backbone":
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True):  # the backbone is always in eval mode
+        return super().train(False)
+
+    @property
+    def min_image_size(self) -> int:
+        """Smallest image size whose deepest level is still at least 1x1 (level 5 >= 4x4 is advised)."""
+        return self.strides[5]
+
+    def feature_shape(self, level: int, image_size: int) -> tuple[int, int, int]:
+        s = image_size // self.strides[level]
+        return (self.channels[level], s, s)
+
+    def forward(self, images: torch.Tensor, levels=LEVELS) -> dict[int, torch.Tensor]:
+        """Features of ``levels`` for images in [0, 1]; ImageNet mean/std is applied here."""
+        levels = sorted(set(int(l) for l in levels))
+        for l in levels:
+            if l not in LEVELS:
+                raise ValueError(f"level must be in 1..5, got {l}")
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        return self._features(x, levels)
+
+    def _features(self, x: torch.Tensor, levels: list[int]) -> dict[int, torch.Tensor]:
+        raise NotImplementedError  # abstract: every registered backbone implements it
+
+    def slice(self, level: int) -> nn.Module:
+        """Frozen module mapping raw level-``level`` features to raw level-``level+1`` features."""
+        raise NotImplementedError  # abstract: every registered backbone implements it

@@ -1,0 +1,61 @@
+"""VGG-19 feature pyramid: conv_i_1 for i = 1..5 (METHOD.md section 1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import vgg19
+
+from .base import Backbone
+
+# torchvision ``vgg19().features`` index of conv_i_1; the ReLU follows at index + 1.
+CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}
+
+
+class VGG19Pyramid(Backbone):
+    """conv_i_1 outputs of torchvision's VGG-19, pre-ReLU (default) or post-ReLU."""
+
+    name = "vgg19"
+    channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+    strides = {1: 1, 2: 2, 3: 4, 4: 8, 5: 16}
+
+    def __init__(self, relu: bool = False):
+        super().__init__(relu)
+        # Keep only what is needed up to conv_5_1 (and its ReLU); later layers are never used.
+        self.features = vgg19(weights=None).features[: CONV_INDEX[5] + 2]
+
+    def _end(self, level: int) -> int:
+        """Index one past the layer whose output is level ``level``."""
+        return CONV_INDEX[level] + (2 if self.relu else 1)
+
+    def _features(self, x, levels):
+        out, start = {}, 0
+        for l in levels:
+            end = self._end(l)
+            for layer in self.features[start:end]:
+                x = layer(x)
+            out[l] = x
+            start = end
+        return out
+
+    def slice(self, level: int) -> nn.Module:
+        if level not in (1, 2, 3, 4):
+            raise ValueError(f"VGG-19 slices exist for levels 1..4 (level -> level+1), got {level}")
+        return nn.Sequential(*self.features[self._end(level): self._end(level + 1)])
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        """Load a torchvision-format state dict: full-model keys ``features.N.weight`` or ``N.weight``."""
+        feats = {}
+        for k, v in state_dict.items():
+            key = k[len("features."):] if k.startswith("features.") else k
+            if k.startswith("classifier.") or k.startswith("avgpool"):
+                continue
+            idx = key.split(".")[0]
+            if idx.isdigit() and int(idx) < len(self.features):
+                feats[key] = v
+        expected = set(self.features.state_dict().keys())
+        missing = expected - set(feats)
+        if missing:
+            raise KeyError(f"{source}: not a VGG-19 state dict; missing {sorted(missing)[:4]} "
+                           f"(expected torchvision keys 'features.N.weight' or 'N.weight')")
+        self.features.load_state_dict({k: feats[k] for k in expected}, strict=True)

@@ -1,0 +1,76 @@
+"""The one place that resolves pretrained weights.
+
+Order: explicit path -> environment variable -> torch hub cache -> download when online -> a clear error
+naming the missing file, where to put it, and the ``backbone.weights: PATH`` alternative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hub_checkpoint_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints``, where torchvision keeps downloaded weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def resolve_pretrained(url: str, env_var: str, backbone: str) -> Path:
+    """Find the file of ``url`` (torchvision's weights URL) offline, or download it; else UserError."""
+    filename = url.rsplit("/", 1)[-1]
+    env = os.environ.get(env_var)
+    if env:
+        if not Path(env).is_file():
+            raise UserError(f"{env_var}={env} does not exist; point it at {filename} or unset it")
+        return Path(env)
+    cached = hub_checkpoint_dir() / filename
+    if cached.is_file():
+        return cached
+    if os.environ.get("DEEPCASCADE_OFFLINE", "") not in ("", "0"):
+        reason = "DEEPCASCADE_OFFLINE is set"
+    else:
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), progress=True)
+            return cached
+        except Exception as e:  # no network, DNS failure, HTTP error, read-only cache...
+            reason = f"download failed: {type(e).__name__}: {e}".splitlines()[0][:200]
+        finally:
+            socket.setdefaulttimeout(old)
+    raise UserError(
+        f"ImageNet weights for {backbone} are not available offline ({reason}). Put {filename} "
+        f"(from {url}) into {cached.parent}/, or set {env_var}=/path/to/{filename}, or use "
+        f"'backbone.weights: /path/to/{filename}' in the config (--set backbone.weights=PATH).")
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    """Load a weights file safely (``weights_only=True``); refuse anything but a tensor dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"cannot load weights file {path}: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:300]} (only plain tensor state dicts are accepted)") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f"weights file {path} does not hold a state dict of tensors")
+    return sd

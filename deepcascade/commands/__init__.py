@@ -1,0 +1,1 @@
+"""One module per ``deepcascade`` subcommand (see ``deepcascade/cli.py``)."""

@@ -1,0 +1,312 @@
+"""Typed configuration: dataclasses are the schema, YAML and ``--set`` override them.
+
+Resolution order: dataclass defaults -> preset -> YAML file -> ``--set section.key=value`` (values parsed
+as YAML, so ``--set invert.levels=[5,4]`` works). Every field carries a help text (used for the commented
+YAML of ``deepcascade config``) and, where it matters, the allowed values or range, which validation
+checks, naming the offending field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+
+def _f(default, help: str, *, choices=None, min=None, max=None, factory=False):
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    if factory:
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    root: str = _f("", "CycleGAN-layout folder with trainA/ trainB/ testA/ testB; fills the four paths below "
+                       "that are left empty")
+    domain_a: str = _f("", "folder of domain A training images (searched recursively)")
+    domain_b: str = _f("", "folder of domain B training images (searched recursively)")
+    test_a: str = _f("", "folder of domain A test images (optional)")
+    test_b: str = _f("", "folder of domain B test images (optional)")
+    image_size: int = _f(224, "training/inference crop size in pixels; divisible by 16", min=16)
+    load_size: int = _f(256, "shorter image side is resized to this before cropping; >= image_size", min=16)
+    workers: int = _f(2, "data-loading worker processes (0 = load in the main process)", min=0)
+
+
+@dataclass
+class BackboneConfig:
+    name: str = _f("vgg19", "frozen feature extractor", choices=["vgg19", "efficientnet_lite0"])
+    weights: str = _f("imagenet", "'imagenet' (torch hub cache, or download when online), 'random' (tests "
+                                  "only) or a path to a torchvision-format state dict")
+    relu: bool = _f(False, "take each level after its ReLU instead of before")
+    seed: int = _f(0, "seed of the 'random' weights")
+
+
+@dataclass
+class NormalizationConfig:
+    scheme: str = _f("clamp", "n = clamp((f-mu)/(k*sigma), -1, 1), or tanh((f-mu)/(k*sigma))",
+                     choices=["clamp", "tanh"])
+    k: float = _f(3.0, "how many standard deviations map to +-1", min=1e-3)
+
+
+@dataclass
+class CacheConfig:
+    enabled: bool = _f(True, "cache frozen-backbone features on disk (float16 memory maps)")
+    levels: list = _f([5, 4, 3], "levels kept in the cache; other levels are computed from images on the fly",
+                      factory=True)
+    dir: str = _f("", "cache folder; empty = RUN_DIR/cache")
+
+
+@dataclass
+class EngineConfig:
+    device: str = _f("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
+    seed: int = _f(0, "global seed: data order, initialisation, sample grids", min=0)
+    precision: str = _f("fp32", "autocast precision", choices=["fp32", "bf16", "fp16"])
+    channels_last: bool = _f(False, "use the channels_last memory format for convolutions")
+    checkpoint_every: int = _f(500, "write a full-state checkpoint every N steps (and at the end)", min=1)
+    keep_checkpoints: int = _f(3, "how many of a stage's newest checkpoints to keep", min=1)
+    log_every: int = _f(50, "one-line status in log.txt and a record in stats.jsonl every N steps", min=1)
+    sample_every: int = _f(500, "fixed-seed sample grid every N steps (and at the end)", min=1)
+    batch_per_rank: bool = _f(False, "false: batch sizes are global and split over torchrun ranks; "
+                                     "true: every rank uses the full batch size")
+
+
+@dataclass
+class InvertConfig:
+    levels: list = _f([5, 4, 3], "levels whose inversion network I_l is trained", factory=True)
+    steps: int = _f(20000, "optimizer steps per level", min=1)
+    batch_size: int = _f(25, "batch size [paper]", min=1)
+    lr: float = _f(1e-4, "Adam learning rate [paper]", min=0.0)
+    lambda_pixel: float = _f(1.0, "weight of the L1 pixel loss", min=0.0)
+    lambda_perceptual: float = _f(1.0, "weight of the perceptual loss (backbone features of output vs input)",
+                                  min=0.0)
+    lambda_adv: float = _f(0.05, "weight of the LSGAN loss of the PatchGAN discriminator", min=0.0)
+
+
+@dataclass
+class DeepConfig:
+    steps: int = _f(20000, "generator steps of the level-5 translators", min=1)
+    batch_size: int = _f(10, "batch size [paper]", min=1)
+    n_critic: int = _f(4, "critic updates per generator update [paper]", min=1)
+    lr: float = _f(1e-4, "Adam learning rate [paper]", min=0.0)
+    lambda_gp: float = _f(10.0, "WGAN-GP gradient-penalty weight [paper]", min=0.0)
+    lambda_cycle: float = _f(100.0, "cycle-consistency weight [paper]", min=0.0)
+    lambda_identity: float = _f(100.0, "identity weight [paper]", min=0.0)
+    norm: str = _f("l1", "distance of the cycle and identity terms", choices=["l1", "l2"])
+    gn_groups: int = _f(32, "GroupNorm groups of the translators", min=1)
+    critic_width: int = _f(512, "channels of the level-5 critic's convs", min=1)
+
+
+@dataclass
+class CascadeConfig:
+    final_level: int = _f(3, "shallowest level the cascade translates to (5 = deepest translation only)",
+                          min=1, max=5)
+    steps: int = _f(20000, "generator steps per level", min=1)
+    batch_size: int = _f(10, "batch size", min=1)
+    n_critic: int = _f(4, "critic updates per generator update", min=1)
+    lr: float = _f(1e-4, "Adam learning rate", min=0.0)
+    lambda_gp: float = _f(10.0, "WGAN-GP gradient-penalty weight", min=0.0)
+    lambda_rec: float = _f(100.0, "teacher-forced reconstruction weight", min=0.0)
+    lambda_up: float = _f(0.0, "up-consistency weight through the frozen backbone slice l -> l+1", min=0.0)
+
+
+@dataclass
+class Config:
+    name: str = _f("experiment", "experiment name, shown in logs and reports")
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    invert: InvertConfig = field(default_factory=InvertConfig)
+    deep: DeepConfig = field(default_factory=DeepConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, sections: typing.Iterable[str] | None = None) -> str:
+        """Stable JSON of the whole config, or of some sections (used to detect config changes)."""
+        d = self.to_dict()
+        if sections is not None:
+            d = {k: d[k] for k in sections}
+        return json.dumps(d, sort_keys=True)
+
+
+# Presets: named partial overrides. The paper's experiments come later.
+PRESETS: dict[str, dict] = {"default": {}}
+
+_SECTION_HELP = {
+    "data": "Unpaired two-domain image folders and image geometry",
+    "backbone": "Frozen feature extractor (levels 1..5)",
+    "normalization": "Per-level feature normalization (METHOD.md section 1)",
+    "cache": "On-disk cache of frozen-backbone features",
+    "engine": "Training engine: device, precision, checkpoints, logging",
+    "invert": "Feature-inversion networks I_l (METHOD.md section 2)",
+    "deep": "Deepest-level (conv_5_1) translators, WGAN-GP (METHOD.md section 3)",
+    "cascade": "Coarse-to-fine conditional translators, levels 4..1 (METHOD.md section 4)",
+}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
+    """Type-check and range-check one value; returns the (possibly coerced) value."""
+    tp = f.type if not isinstance(f.type, str) else {"str": str, "int": int, "float": float, "bool": bool,
+                                                     "list": list}[f.type]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))
+    if not ok:
+        raise UserError(f"config field '{path}' must be of type {_type_name(tp)}, got {value!r} "
+                        f"({type(value).__name__})")
+    meta = f.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise UserError(f"config field '{path}' must be one of {meta['choices']}, got {value!r}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise UserError(f"config field '{path}' must be >= {meta['min']}, got {value!r}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise UserError(f"config field '{path}' must be <= {meta['max']}, got {value!r}")
+    return value
+
+
+def _apply(obj, overrides: dict, prefix: str = "") -> None:
+    if not isinstance(overrides, dict):
+        raise UserError(f"config section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {overrides!r}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in overrides.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            raise UserError(f"unknown config field '{path}'; allowed here: {', '.join(fields)}")
+        f = fields[key]
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, prefix=f"{path}.")
+        else:
+            setattr(obj, key, _check_value(path, f, value))
+
+
+def _validate(cfg: Config) -> None:
+    d = cfg.data
+    if d.image_size % 16:
+        raise UserError(f"config field 'data.image_size' must be divisible by 16, got {d.image_size}")
+    if d.load_size < d.image_size:
+        raise UserError(f"config field 'data.load_size' ({d.load_size}) must be >= data.image_size "
+                        f"({d.image_size})")
+    for name, levels in (("invert.levels", cfg.invert.levels), ("cache.levels", cfg.cache.levels)):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5 for v in levels):
+            raise UserError(f"config field '{name}' must be a list of levels from 1 to 5, got {levels!r}")
+    if not cfg.invert.levels:
+        raise UserError("config field 'invert.levels' must name at least one level")
+    if cfg.cascade.final_level not in cfg.invert.levels:
+        raise UserError(f"config field 'cascade.final_level' ({cfg.cascade.final_level}) needs an inversion "
+                        f"network: add it to invert.levels (now {cfg.invert.levels})")
+    dev = cfg.engine.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise UserError(f"config field 'engine.device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+    # CycleGAN layout fills the empty folders.
+    if d.root:
+        for key, sub in (("domain_a", "trainA"), ("domain_b", "trainB"), ("test_a", "testA"), ("test_b", "testB")):
+            if not getattr(d, key) and (sub.startswith("train") or (Path(d.root) / sub).is_dir()):
+                setattr(d, key, str(Path(d.root) / sub))
+
+
+def parse_set(items: typing.Iterable[str]) -> dict:
+    """Turn ``["a.b=1", "c.d=[5,4]"]`` into a nested override dict (values parsed as YAML)."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set expects section.key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise UserError(f"--set {key}: cannot parse value {raw!r} as YAML ({e})") from None
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {key}: '{p}' is both a value and a section")
+        node[parts[-1]] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {path} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def build_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (), preset: str = "default",
+                 extra: dict | None = None) -> Config:
+    """Defaults -> preset -> YAML file -> ``extra`` dict -> ``--set`` strings, then validate."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    cfg = Config()
+    _apply(cfg, PRESETS[preset])
+    if path is not None:
+        _apply(cfg, load_yaml(path))
+    if extra:
+        _apply(cfg, extra)
+    _apply(cfg, parse_set(overrides))
+    _validate(cfg)
+    return cfg
+
+
+def config_from_dict(d: dict) -> Config:
+    """Rebuild a config stored as plain types (in a run directory or checkpoint)."""
+    cfg = Config()
+    _apply(cfg, d)
+    _validate(cfg)
+    return cfg
+
+
+def to_commented_yaml(cfg: Config) -> str:
+    """The complete config as YAML, every field preceded by its help text."""
+    lines = ["# deepcascade configuration. Every field is shown with its value and meaning.",
+             "# Override with a YAML file and/or --set section.key=value.", ""]
+
+    def dump_value(v):
+        return yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"# {_SECTION_HELP.get(f.name, f.name)}")
+            lines.append(f"{f.name}:")
+            for sf in dataclasses.fields(value):
+                meta = sf.metadata
+                extra = ""
+                if meta.get("choices"):
+                    extra = f" [one of: {', '.join(map(str, meta['choices']))}]"
+                elif meta.get("min") is not None or meta.get("max") is not None:
+                    extra = f" [range: {meta.get('min', '')}..{meta.get('max') if meta.get('max') is not None else ''}]"
+                lines.append(f"  # {meta.get('help', '')}{extra}")
+                lines.append(f"  {sf.name}: {dump_value(getattr(value, sf.name))}")
+            lines.append("")
+        else:
+            lines.append(f"# {f.metadata.get('help', '')}")
+            lines.append(f"{f.name}: {dump_value(value)}")
+            lines.append("")
+    return "\n".join(lines)

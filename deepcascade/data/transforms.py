@@ -1,0 +1,63 @@
+"""Image geometry: the training transform (resize, random crop, flip) and the test transform."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Resize so that the shorter side is ``size`` (bicubic, antialiased), keeping the aspect ratio."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    scale = size / min(w, h)
+    return img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
+
+
+def center_crop(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float tensor (3, H, W) in [0, 1]."""
+    arr = np.asarray(img, dtype=np.uint8).copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W) in [0, 1] -> PIL RGB."""
+    arr = (x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, mode="RGB")
+
+
+def test_transform(img: Image.Image, image_size: int) -> torch.Tensor:
+    """Resize the shorter side to ``image_size`` and centre-crop a square: the whole object, no randomness.
+
+    An ``image_size`` x ``image_size`` input passes through unchanged.
+    """
+    return to_tensor(center_crop(resize_shorter(img, image_size), image_size))
+
+
+def load_transform(img: Image.Image, load_size: int) -> torch.Tensor:
+    """Resize the shorter side to ``load_size`` and centre-crop a ``load_size`` square.
+
+    This is what the feature cache stores; training crops ``image_size`` windows out of it.
+    """
+    return to_tensor(center_crop(resize_shorter(img, load_size), load_size))
+
+
+def train_transform(img: Image.Image, load_size: int, image_size: int, rng: random.Random) -> torch.Tensor:
+    """Resize the shorter side to ``load_size``, random ``image_size`` crop, random horizontal flip."""
+    img = resize_shorter(img, load_size)
+    w, h = img.size
+    left, top = rng.randint(0, w - image_size), rng.randint(0, h - image_size)
+    img = img.crop((left, top, left + image_size, top + image_size))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return to_tensor(img)
