@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .errors import UserError
+from .errors import TrainingStopped, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +65,9 @@ def main(argv=None) -> int:
         return int(args._run(args) or 0)
     except UserError as e:
         print(f"deepcascade {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except TrainingStopped as e:
+        print(f"deepcascade {args.command}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,3 +9,21 @@ class UserError(Exception):
     """An error caused by user input; the message says what is wrong and what to do."""
 
     exit_code = 2
+
+
+class TrainingStopped(Exception):
+    """Training stopped early on purpose (signal, non-finite loss); the message says why and what is kept."""
+
+    exit_code = 1
+
+
+class NonFiniteLoss(TrainingStopped):
+    """A loss became NaN or infinite; the last good checkpoint stays."""
+
+    exit_code = 1
+
+
+class Interrupted(TrainingStopped):
+    """SIGINT/SIGTERM: a checkpoint was written, then the run stopped."""
+
+    exit_code = 130

@@ -1,0 +1,133 @@
+"""A run directory: one experiment, all of its stages.
+
+Layout: ``config.yaml`` (the resolved config), ``log.txt``, ``stats.jsonl`` (one JSON object per logged
+step), ``samples/``, ``checkpoints/`` (full training state), ``models/`` (inference snapshots of finished
+stages), ``normalization.safetensors`` and ``cache/``. A lock file keeps a second training process out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from ..config import Config, config_from_dict
+from ..errors import UserError
+from . import distributed
+
+log = logging.getLogger("deepcascade")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+class RunDir:
+    """Paths and bookkeeping of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.models = self.path / "models"
+        self.samples = self.path / "samples"
+        self.config_file = self.path / "config.yaml"
+        self.normalization_file = self.path / "normalization.safetensors"
+        self._lock_fd = None
+        self._handler = None
+
+    # -- config -------------------------------------------------------------------------------------
+    def stored_config(self) -> Config | None:
+        if not self.config_file.is_file():
+            return None
+        return config_from_dict(yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {})
+
+    def write_config(self, cfg: Config) -> None:
+        tmp = self.config_file.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        os.replace(tmp, self.config_file)
+
+    def adopt_config(self, cfg: Config, resume: bool) -> None:
+        """Store ``cfg``; a different config than the stored one needs ``--resume`` (and is logged)."""
+        stored = self.stored_config()
+        if stored is not None:
+            diff = config_diff(stored.to_dict(), cfg.to_dict())
+            if diff and not resume:
+                raise UserError(f"run directory {self.path} holds a different config ({'; '.join(diff[:5])}"
+                                f"{' ...' if len(diff) > 5 else ''}); use another --run-dir, or --resume to "
+                                f"continue with the new values")
+            for line in diff:
+                log.warning("config changed on resume: %s", line)
+        if distributed.is_main():
+            self.write_config(cfg)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def open(self) -> "RunDir":
+        """Create the folders, take the lock (rank 0) and start ``log.txt``."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"run directory {self.path} exists and is not a folder")
+        if distributed.is_main():
+            for p in (self.path, self.checkpoints, self.models, self.samples):
+                p.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self._handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
+            self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger("deepcascade").addHandler(self._handler)
+        distributed.barrier()
+        return self
+
+    def _lock(self) -> None:
+        fd = os.open(self.path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UserError(f"run directory {self.path} is in use by another deepcascade process "
+                            f"(lock {self.path / '.lock'}); wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._handler is not None:
+            logging.getLogger("deepcascade").removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- records -------------------------------------------------------------------------------------
+    def append_stats(self, record: dict) -> None:
+        if distributed.is_main():
+            record = {"time": round(time.time(), 3), **record}
+            with open(self.path / "stats.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def snapshot_path(self, stage: str) -> Path:
+        return self.models / f"{stage}.pt"
+
+    def finished(self, stage: str) -> bool:
+        return self.snapshot_path(stage).is_file()

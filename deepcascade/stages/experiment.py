@@ -1,0 +1,63 @@
+"""What every stage of one run shares: config, run directory, device, backbone, normalizer, both domains."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..backbones import Backbone, backbone_from_config
+from ..config import Config
+from ..engine import distributed
+from ..engine.run import RunDir
+from ..engine.trainer import resolve_device
+
+log = logging.getLogger("deepcascade")
+
+
+def pipeline_levels(cfg: Config) -> list[int]:
+    """Every backbone level some stage of this config needs."""
+    return sorted(set(cfg.invert.levels) | {5} | set(range(cfg.cascade.final_level, 5)))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Experiment:
+    cfg: Config
+    run: RunDir
+    device: torch.device
+    backbone: Backbone
+    normalizer: object  # deepcascade.features.normalization.Normalizer
+    domain_a: object  # deepcascade.features.source.DomainFeatures
+    domain_b: object
+
+    @property
+    def compat(self) -> dict:
+        """What every checkpoint of this run must match to be resumed or used."""
+        b = self.backbone
+        return {"backbone": b.name, "weights": b.weights_sha256 or f"random:{self.cfg.backbone.seed}",
+                "relu": b.relu, "image_size": self.cfg.data.image_size,
+                "normalization": f"{self.cfg.normalization.scheme}:{self.cfg.normalization.k}"}
+
+
+def setup_experiment(cfg: Config, run: RunDir) -> Experiment:
+    """Device, backbone, normalization statistics and feature caches (built on first use)."""
+    from ..features.source import prepare_domains
+
+    device = resolve_device(cfg.engine.device)
+    distributed.init_from_env(device.type)
+    seed_everything(cfg.engine.seed)
+    backbone = backbone_from_config(cfg).to(device)
+    if cfg.engine.channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    normalizer, a, b = prepare_domains(cfg, run.path, backbone, device, rank=distributed.rank(),
+                                       world_size=distributed.world_size(), levels=pipeline_levels(cfg))
+    return Experiment(cfg, run, device, backbone, normalizer, a, b)

@@ -1,0 +1,86 @@
+"""Feature-inversion stage: train I_l to turn normalized level-l features back into images.
+
+METHOD.md section 2. Losses (following Dosovitskiy & Brox, the paper's reference 5): L1 pixel + perceptual
+(distance between the normalized level-l features of the output and of the input, i.e. the backbone
+itself is the comparator) + LSGAN against a PatchGAN discriminator. Trained on real images of both domains:
+every batch is half A, half B.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..engine.trainer import Stage, per_rank_batch
+from ..losses import lsgan_d_loss, lsgan_g_loss
+from ..networks.inversion import InversionNet, PatchDiscriminator
+from ..visualize import save_grid, to_unit
+from .experiment import Experiment
+
+
+def mixed_batch(exp: Experiment, batch_size: int, generator: torch.Generator) -> dict:
+    """Half of the batch from domain A, half from B, concatenated key by key."""
+    n_a = (batch_size + 1) // 2
+    a = exp.domain_a.sample(n_a, generator)
+    if batch_size - n_a == 0:
+        return a
+    b = exp.domain_b.sample(batch_size - n_a, generator)
+    return {k: torch.cat([a[k], b[k]]) for k in a if k in b}
+
+
+class InvertStage(Stage):
+    """Trains I_level (and its PatchGAN discriminator when ``invert.lambda_adv`` > 0)."""
+
+    def __init__(self, exp: Experiment, level: int):
+        c = exp.cfg.invert
+        self.exp, self.level, self.c = exp, level, c
+        self.name = f"invert{level}"
+        self.steps = c.steps
+        self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
+        bb = exp.backbone
+        self.nets = {"I": InversionNet(bb.channels[level], bb.strides[level])}
+        if c.lambda_adv > 0:
+            self.nets["D"] = PatchDiscriminator()
+        self.optimizers = {k: torch.optim.Adam(v.parameters(), lr=c.lr, betas=(0.5, 0.999))
+                           for k, v in self.nets.items()}
+        self.compat = {**exp.compat, "level": level}
+        self._fixed = None
+
+    def next_batch(self, generator):
+        return mixed_batch(self.exp, self.batch_size, generator)
+
+    def train_step(self, batch, ctx):
+        x, target = batch[self.level], batch["image"] * 2 - 1
+        inv, out = self.nets["I"], {}
+        if "D" in self.nets:
+            with ctx.autocast():
+                fake = inv(x).detach()
+                d_loss = lsgan_d_loss(self.nets["D"](target), self.nets["D"](fake))
+            ctx.optimize("D", d_loss)
+            out["d_lsgan"] = d_loss.detach()
+        with ctx.autocast():
+            y = inv(x)
+            pixel = F.l1_loss(y.float(), target)
+            feats = self.exp.backbone(to_unit(y), [self.level])[self.level]
+            perceptual = F.mse_loss(self.exp.normalizer.normalize(feats.float(), self.level), x.float())
+            loss = self.c.lambda_pixel * pixel + self.c.lambda_perceptual * perceptual
+            if "D" in self.nets:
+                adv = lsgan_g_loss(self.nets["D"](y))
+                loss = loss + self.c.lambda_adv * adv
+                out["g_lsgan"] = adv.detach()
+        ctx.optimize("I", loss)
+        out.update(loss=loss.detach(), l1=pixel.detach(), perceptual=perceptual.detach())
+        return out
+
+    @torch.no_grad()
+    def sample(self, path):
+        """Rows: fixed test images of A then B; columns: input | I_l(features of the input)."""
+        if self._fixed is None:
+            a, b = self.exp.domain_a.fixed(4), self.exp.domain_b.fixed(4)
+            self._fixed = {k: torch.cat([a[k], b[k]]) for k in (self.level, "image")}
+        inv = self.nets["I"]
+        was_training = inv.training
+        inv.eval()
+        rec = to_unit(inv(self._fixed[self.level]))
+        inv.train(was_training)
+        save_grid([self._fixed["image"], rec], path)
