@@ -1,0 +1,26 @@
+"""The trainable networks of the method, as plain ``nn.Module``s over normalized features.
+
+- ``inversion``: feature inversion I_l and its PatchGAN discriminator (supplementary, "Feature Inversion").
+- ``deep``: deepest-level translator (Table 1) and the WGAN-GP feature critic.
+- ``cascade``: coarse-to-fine translator T^l (Table 3), AdaIN, and the AdaIN parameter predictor M^l (Table 2).
+
+Channel counts and strides are constructor arguments taken from the backbone, never VGG constants.
+"""
+
+from .cascade import AdaIN, AdaINPredictor, CascadeTranslator, adain, predictor_convs
+from .deep import DeepTranslator, FeatureCritic, critic_sizes, group_count
+from .inversion import InversionNet, PatchDiscriminator
+
+__all__ = [
+    "AdaIN",
+    "AdaINPredictor",
+    "CascadeTranslator",
+    "DeepTranslator",
+    "FeatureCritic",
+    "InversionNet",
+    "PatchDiscriminator",
+    "adain",
+    "critic_sizes",
+    "group_count",
+    "predictor_convs",
+]
