@@ -1,0 +1,124 @@
+"""Loss functions of every stage, as pure functions of networks and tensors (no module state).
+
+WGAN-GP for the translators and deepVAE generators (supplementary 1.1 and equation 2), LSGAN for the
+inversion networks only ("For the adversarial metric, only here, we have used LS-GAN"), and the cycle /
+identity / reconstruction distances of METHOD.md sections 3-4. Adversarial scores are reduced in float32 so
+the losses are safe under fp16/bf16 autocast.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+NORMS = ("l1", "l2")
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    scaler: torch.amp.GradScaler | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty ``mean_i (||grad_x D(x_hat_i)||_2 - 1)^2`` at random interpolates of real and fake.
+
+    ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U(0, 1)`` per sample (drawn from ``generator``
+    if given). The gradient is taken with ``create_graph=True`` so the penalty can be backpropagated into the
+    critic. The critic must treat samples independently (no batch norm), since the gradient of the summed
+    scores is used as each sample's gradient.
+
+    With an enabled ``GradScaler`` (fp16 AMP) the PyTorch AMP "gradient penalty" recipe is followed: the
+    gradient of ``scaler.scale(scores)`` is taken, so small fp16 gradients do not underflow, and then divided
+    by ``scaler.get_scale()``. The norm is computed in float32. Returns a scalar tensor (lambda not applied).
+    """
+    real, fake = real.detach(), fake.detach()
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    if generator is not None:
+        eps = torch.rand(shape, generator=generator, device=generator.device).to(real.device, real.dtype)
+    else:
+        eps = torch.rand(shape, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    scores = critic(x_hat).sum()
+    use_scaler = scaler is not None and scaler.is_enabled()
+    if use_scaler:
+        scores = scaler.scale(scores)
+    (grad,) = torch.autograd.grad(scores, x_hat, create_graph=True)
+    grad = grad.float()
+    if use_scaler:
+        grad = grad / scaler.get_scale()
+    norm = grad.flatten(1).norm(2, dim=1)
+    return ((norm - 1) ** 2).mean()
+
+
+def wgan_critic_loss(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    lambda_gp: float,
+    scaler: torch.amp.GradScaler | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Critic loss ``E[D(fake)] - E[D(real)] + lambda_gp * GP`` (equation 2 of the supplementary).
+
+    ``fake`` is detached here, so no gradient reaches the generator. Returns a dict:
+    ``loss`` (the total, with graph), ``wasserstein`` (``E[D(real)] - E[D(fake)]``, the critic's estimate of
+    the Wasserstein distance, detached float32) and ``gp`` (``lambda_gp`` times the penalty, detached).
+    """
+    d_real = critic(real).float().mean()
+    d_fake = critic(fake.detach()).float().mean()
+    gp = lambda_gp * gradient_penalty(critic, real, fake, scaler=scaler, generator=generator)
+    return {
+        "loss": d_fake - d_real + gp,
+        "wasserstein": (d_real - d_fake).detach(),
+        "gp": gp.detach(),
+    }
+
+
+def wgan_generator_loss(critic: Callable[[torch.Tensor], torch.Tensor], fake: torch.Tensor) -> torch.Tensor:
+    """Generator loss ``-E[D(fake)]``; gradients flow through ``fake`` into the generator."""
+    return -critic(fake).float().mean()
+
+
+def feature_distance(x: torch.Tensor, y: torch.Tensor, norm: str = "l1") -> torch.Tensor:
+    """Mean absolute (``'l1'``) or mean squared (``'l2'``) difference over all elements."""
+    if norm == "l1":
+        return (x - y).abs().mean()
+    if norm == "l2":
+        return (x - y).pow(2).mean()
+    raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+
+
+def cycle_loss(a: torch.Tensor, b: torch.Tensor, aba: torch.Tensor, bab: torch.Tensor, norm: str = "l1") -> torch.Tensor:
+    """Cycle consistency ``d(T_BA(T_AB(a)), a) + d(T_AB(T_BA(b)), b)`` over precomputed translations.
+
+    Takes tensors, not networks, so the caller computes ``T_AB(a)`` once and reuses it for the adversarial
+    term: pass ``aba = T_BA(T_AB(a))`` and ``bab = T_AB(T_BA(b))``. Weighted by lambda_cyc = 100 in the paper.
+    """
+    return feature_distance(aba, a, norm) + feature_distance(bab, b, norm)
+
+
+def identity_loss(
+    a: torch.Tensor, b: torch.Tensor, a_idt: torch.Tensor, b_idt: torch.Tensor, norm: str = "l1"
+) -> torch.Tensor:
+    """Identity ``d(T_BA(a), a) + d(T_AB(b), b)`` over precomputed translations.
+
+    ``a_idt = T_BA(a)`` (an A sample fed to the translator *into* A) and ``b_idt = T_AB(b)``; a translator
+    should leave samples already in its target domain unchanged. Weighted by lambda_idty = 100 in the paper.
+    """
+    return feature_distance(a_idt, a, norm) + feature_distance(b_idt, b, norm)
+
+
+def lsgan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """LSGAN discriminator loss ``0.5 * mean((d_real - 1)^2) + 0.5 * mean(d_fake^2)`` (real = 1, fake = 0).
+
+    The factor 0.5 follows Mao et al. and pix2pix/CycleGAN, which halve the discriminator objective so it
+    learns at a comparable rate to the generator; ``lsgan_g_loss`` is not halved (same convention).
+    """
+    return 0.5 * ((d_real.float() - 1) ** 2).mean() + 0.5 * (d_fake.float() ** 2).mean()
+
+
+def lsgan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """LSGAN generator loss ``mean((d_fake - 1)^2)``: the generator wants its patches scored as real."""
+    return ((d_fake.float() - 1) ** 2).mean()
