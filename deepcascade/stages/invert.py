@@ -84,3 +84,18 @@ class InvertStage(Stage):
         rec = to_unit(inv(self._fixed[self.level]))
         inv.train(was_training)
         save_grid([self._fixed["image"], rec], path)
+
+
+def load_inversion(exp: Experiment, level: int) -> InversionNet | None:
+    """I_level from the run's inference snapshot, or None when that stage has not finished."""
+    from ..engine.checkpoint import check_compatible, load_file
+
+    path = exp.run.snapshot_path(f"invert{level}")
+    if not path.is_file():
+        return None
+    snap = load_file(path)
+    check_compatible(snap, path, f"invert{level}", {**exp.compat, "level": level})
+    bb = exp.backbone
+    net = InversionNet(bb.channels[level], bb.strides[level])
+    net.load_state_dict(snap["nets"]["I"])
+    return net.to(exp.device).eval()

@@ -21,10 +21,24 @@ def _invert(exp: Experiment, level: int):
     return InvertStage(exp, level)
 
 
+def _deep(exp: Experiment, level: int):
+    from .deep import DeepStage
+
+    return DeepStage(exp)
+
+
+def _cascade(exp: Experiment, level: int):
+    from .cascade import CascadeStage
+
+    return CascadeStage(exp, level)
+
+
 # Stage kinds: name -> (builder(exp, level) or None, levels(cfg) the kind trains).
 STAGE_KINDS = {
     "prepare": (None, lambda cfg: []),  # normalization statistics and feature cache only
     "invert": (_invert, lambda cfg: sorted(cfg.invert.levels, reverse=True)),
+    "deep": (_deep, lambda cfg: [5]),
+    "cascade": (_cascade, lambda cfg: list(range(4, cfg.cascade.final_level - 1, -1))),
 }
 
 

@@ -1,0 +1,178 @@
+"""Coarse-to-fine conditional translation of level l = 4, 3, ... (METHOD.md section 4).
+
+Level l is trained with the deeper levels frozen. In direction A->B the input is the frozen cascade's
+translation of the source down to level l+1, and the AdaIN parameters come from the source's own level-l
+features: ``ẽ_l = T^l_AB(ẽ_{l+1}; M^l_AB(e_l(a)))``. Losses [ours; the paper only says WGAN-GP]:
+  * WGAN-GP on level-l features, one critic per direction (real = target-domain features);
+  * teacher-forced reconstruction ``||T^l_AB(e_{l+1}(b); M^l_AB(e_l(b))) - e_l(b)||_1`` and symmetric,
+    weight ``cascade.lambda_rec``: fed the target domain's own deeper features, T^l must reproduce its level;
+  * optional up-consistency (``cascade.lambda_up``): the output pushed through the frozen backbone slice
+    l -> l+1 (denormalize, slice, normalize) should give back the translated level-l+1 input.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine.checkpoint import check_compatible, load_file
+from ..engine.trainer import Stage, TrainContext, per_rank_batch
+from ..errors import UserError
+from ..inference.cascade import CascadeModel, build_level_nets
+from ..losses import feature_distance, wgan_critic_loss, wgan_generator_loss
+from ..networks.deep import DeepTranslator
+from ..visualize import feature_preview, save_grid, to_unit
+from .deep import make_optimizers
+from .experiment import Experiment
+from .invert import load_inversion
+
+
+def translate_level(nets: dict, d: str, deeper: torch.Tensor, source_l: torch.Tensor) -> torch.Tensor:
+    """T^l_d(deeper; M^l_d(source level-l features))."""
+    return nets[f"T_{d}"](deeper, nets[f"M_{d}"](source_l))
+
+
+def critic_step(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, lambda_gp: float, ctx: TrainContext):
+    """Update D_B on real e_l(b) vs translated A, and D_A on real e_l(a) vs translated B."""
+    with ctx.autocast():
+        with torch.no_grad():
+            fake_b = translate_level(nets, "AB", in_ab, a[level])
+            fake_a = translate_level(nets, "BA", in_ba, b[level])
+        lb = wgan_critic_loss(nets["D_B"], b[level], fake_b, lambda_gp, scaler=ctx.scalers["D"])
+        la = wgan_critic_loss(nets["D_A"], a[level], fake_a, lambda_gp, scaler=ctx.scalers["D"])
+        loss = la["loss"] + lb["loss"]
+    ctx.optimize("D", loss)
+    return {"critic": loss.detach(), "gp": la["gp"] + lb["gp"], "wasserstein": la["wasserstein"] + lb["wasserstein"]}
+
+
+def generator_losses(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, c, up=None) -> dict:
+    """Adversarial + lambda_rec * teacher-forced reconstruction (+ lambda_up * up-consistency).
+
+    ``up`` maps normalized level-l features to normalized level-(l+1) features through the frozen
+    backbone slice; needed only when ``c.lambda_up > 0``.
+    """
+    ab = translate_level(nets, "AB", in_ab, a[level])
+    ba = translate_level(nets, "BA", in_ba, b[level])
+    adv = wgan_generator_loss(nets["D_B"], ab) + wgan_generator_loss(nets["D_A"], ba)
+    rec = (feature_distance(translate_level(nets, "AB", b[level + 1], b[level]), b[level])
+           + feature_distance(translate_level(nets, "BA", a[level + 1], a[level]), a[level]))
+    total = adv + c.lambda_rec * rec
+    out = {"g_adv": adv, "rec": rec}
+    if c.lambda_up > 0:
+        consistency = feature_distance(up(ab), in_ab) + feature_distance(up(ba), in_ba)
+        total = total + c.lambda_up * consistency
+        out["up"] = consistency
+    out["loss"] = total
+    return out
+
+
+class CascadeStage(Stage):
+    """Trains T^l, M^l (both directions) and the level-l critics, deeper levels frozen."""
+
+    def __init__(self, exp: Experiment, level: int):
+        if level not in (1, 2, 3, 4):
+            raise UserError(f"cascade levels are 4..1, got {level}")
+        c = exp.cfg.cascade
+        self.exp, self.c, self.level = exp, c, level
+        self.name = f"cascade{level}"
+        self.steps = c.steps
+        self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
+        self.nets = build_level_nets(exp.backbone, level, exp.cfg.data.image_size, c.critic_width)
+        self.optimizers = make_optimizers(self.nets, c.lr, generators=("T_AB", "M_AB", "T_BA", "M_BA"))
+        self.compat = {**exp.compat, "level": level}
+        self.frozen = load_cascade(exp, level + 1).eval().requires_grad_(False)
+        self.levels = list(range(level, 6))
+        self._fixed = None
+        self._up = None
+        if c.lambda_up > 0:
+            slice_ = exp.backbone.slice(level)
+            norm = exp.normalizer
+
+            def up(x):
+                return norm.normalize(slice_(norm.denormalize(x.float(), level)), level + 1)
+
+            self._up = up
+
+    def next_batch(self, generator):
+        n, k = self.batch_size, self.c.n_critic + 1
+        a = self.exp.domain_a.sample(n * k, generator, levels=self.levels)
+        b = self.exp.domain_b.sample(n * k, generator, levels=self.levels)
+        split = lambda d: [dict(zip(self.levels, parts)) for parts in zip(*(d[l].split(n) for l in self.levels))]
+        return split(a), split(b)
+
+    def _inputs(self, a: dict, b: dict):
+        """Frozen cascade's translations down to level l+1 (no gradient)."""
+        with torch.no_grad():
+            in_ab = self.frozen.translate(a, "AB", self.level + 1)[self.level + 1]
+            in_ba = self.frozen.translate(b, "BA", self.level + 1)[self.level + 1]
+        return in_ab, in_ba
+
+    def train_step(self, batch, ctx):
+        batches_a, batches_b = batch
+        stats = {}
+        for a, b in zip(batches_a[:-1], batches_b[:-1]):
+            with ctx.autocast():
+                in_ab, in_ba = self._inputs(a, b)
+            stats = critic_step(self.nets, self.level, a, b, in_ab, in_ba, self.c.lambda_gp, ctx)
+        a, b = batches_a[-1], batches_b[-1]
+        critics = [self.nets["D_A"], self.nets["D_B"]]
+        for d in critics:
+            d.requires_grad_(False)
+        with ctx.autocast():
+            in_ab, in_ba = self._inputs(a, b)
+            g = generator_losses(self.nets, self.level, a, b, in_ab, in_ba, self.c, self._up)
+        ctx.optimize("G", g["loss"])
+        for d in critics:
+            d.requires_grad_(True)
+        return {**stats, **{k: v.detach() for k, v in g.items()}}
+
+    @torch.no_grad()
+    def sample(self, path):
+        """Rows: fixed A then B sources. Columns: source | I(level 5) | ... | I(level l) of the translation."""
+        exp = self.exp
+        if self._fixed is None:
+            self._fixed = (exp.domain_a.fixed(4, levels=self.levels), exp.domain_b.fixed(4, levels=self.levels))
+        model = CascadeModel(self.frozen_nets, {**self.frozen_levels, self.level: self.nets}).to(exp.device).eval()
+        size = exp.cfg.data.image_size
+        cols = {}
+        for fixed, d in zip(self._fixed, ("AB", "BA")):
+            out = model.translate(fixed, d, self.level)
+            cols.setdefault("src", []).append(fixed["image"])
+            for l in range(5, self.level - 1, -1):
+                inv = load_inversion(exp, l)
+                cols.setdefault(l, []).append(to_unit(inv(out[l])) if inv is not None else feature_preview(out[l], size))
+        for n in self.nets.values():
+            n.train()
+        save_grid([torch.cat(v) for v in cols.values()], path)
+
+    @property
+    def frozen_nets(self) -> dict:
+        return {f"T_{d}": self.frozen.deep[d] for d in ("AB", "BA")}
+
+    @property
+    def frozen_levels(self) -> dict:
+        return {int(l): dict(nets.items()) for l, nets in self.frozen.levels.items()}
+
+
+def load_cascade(exp: Experiment, final_level: int) -> CascadeModel:
+    """The trained cascade from level 5 down to ``final_level``, from the run's inference snapshots."""
+    bb, size = exp.backbone, exp.cfg.data.image_size
+    snaps = {}
+    for stage in ["deep"] + [f"cascade{l}" for l in range(4, final_level - 1, -1)]:
+        path = exp.run.snapshot_path(stage)
+        if not path.is_file():
+            raise UserError(f"stage '{stage}' has not finished in {exp.run.path} (no {path}); train it first "
+                            f"(deepcascade train CONFIG --stage {stage.rstrip('1234')} ...)")
+        snap = load_file(path)
+        level = 5 if stage == "deep" else int(stage[-1])
+        check_compatible(snap, path, stage, {**exp.compat, "level": level})
+        snaps[level] = snap["nets"]
+    deep = {f"T_{d}": DeepTranslator(bb.channels[5], exp.cfg.deep.gn_groups) for d in ("AB", "BA")}
+    for k, t in deep.items():
+        t.load_state_dict(snaps[5][k])
+    levels = {}
+    for level in range(4, final_level - 1, -1):
+        nets = build_level_nets(bb, level, size)
+        for k, n in nets.items():
+            n.load_state_dict(snaps[level][k])
+        levels[level] = nets
+    return CascadeModel(deep, levels).to(exp.device)

@@ -1,0 +1,121 @@
+"""Deepest-level (conv_5_1) translation: T_AB, T_BA with WGAN-GP, cycle and identity (METHOD.md section 3).
+
+The losses are written as functions of the networks and a batch (``critic_step``, ``generator_losses``),
+so the stage and the tests share them; :class:`DeepStage` adds data, sampling and the engine.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine.trainer import Stage, TrainContext, per_rank_batch
+from ..losses import cycle_loss, identity_loss, wgan_critic_loss, wgan_generator_loss
+from ..networks.deep import DeepTranslator, FeatureCritic
+from ..visualize import feature_preview, save_grid, to_unit
+from .experiment import Experiment
+from .invert import load_inversion
+
+LEVEL = 5
+
+
+def build_deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int = 512) -> dict:
+    """T_AB, T_BA (Table 1) and the critics D_A, D_B on (channels, size, size) level-5 features."""
+    return {"T_AB": DeepTranslator(channels, gn_groups), "T_BA": DeepTranslator(channels, gn_groups),
+            "D_A": FeatureCritic(channels, size, critic_width), "D_B": FeatureCritic(channels, size, critic_width)}
+
+
+def critic_step(nets: dict, a: torch.Tensor, b: torch.Tensor, lambda_gp: float, ctx: TrainContext) -> dict:
+    """One update of both critics: real target-domain features vs (detached) translations."""
+    with ctx.autocast():
+        with torch.no_grad():
+            fake_b, fake_a = nets["T_AB"](a), nets["T_BA"](b)
+        lb = wgan_critic_loss(nets["D_B"], b, fake_b, lambda_gp, scaler=ctx.scalers["D"])
+        la = wgan_critic_loss(nets["D_A"], a, fake_a, lambda_gp, scaler=ctx.scalers["D"])
+        loss = la["loss"] + lb["loss"]
+    ctx.optimize("D", loss)
+    return {"critic": loss.detach(), "gp": la["gp"] + lb["gp"], "wasserstein": la["wasserstein"] + lb["wasserstein"]}
+
+
+def generator_losses(nets: dict, a: torch.Tensor, b: torch.Tensor, c) -> dict:
+    """Adversarial + lambda_cycle * cycle + lambda_identity * identity, for both directions.
+
+    ``c`` is the ``deep`` config section (or anything with its fields).
+    """
+    t_ab, t_ba = nets["T_AB"], nets["T_BA"]
+    ab, ba = t_ab(a), t_ba(b)
+    adv = wgan_generator_loss(nets["D_B"], ab) + wgan_generator_loss(nets["D_A"], ba)
+    cyc = cycle_loss(a, b, t_ba(ab), t_ab(ba), c.norm)
+    idt = identity_loss(a, b, t_ba(a), t_ab(b), c.norm)
+    total = adv + c.lambda_cycle * cyc + c.lambda_identity * idt
+    return {"loss": total, "g_adv": adv, "cycle": cyc, "identity": idt}
+
+
+def train_step(nets: dict, batches_a: list, batches_b: list, c, ctx: TrainContext) -> dict:
+    """``n_critic`` critic updates on fresh batches, then one generator update on the last batch."""
+    stats = {}
+    for a, b in zip(batches_a[:-1], batches_b[:-1]):
+        stats = critic_step(nets, a, b, c.lambda_gp, ctx)
+    critics = [nets["D_A"], nets["D_B"]]
+    for d in critics:
+        d.requires_grad_(False)
+    with ctx.autocast():
+        g = generator_losses(nets, batches_a[-1], batches_b[-1], c)
+    ctx.optimize("G", g["loss"])
+    for d in critics:
+        d.requires_grad_(True)
+    return {**stats, **{k: v.detach() for k, v in g.items()}}
+
+
+def make_optimizers(nets: dict, lr: float, generators=("T_AB", "T_BA"), critics=("D_A", "D_B")) -> dict:
+    """Adam(lr, betas (0.5, 0.999)) [paper]: 'G' over the generator networks, 'D' over both critics."""
+    def adam(names):
+        return torch.optim.Adam([p for n in names for p in nets[n].parameters()], lr=lr, betas=(0.5, 0.999))
+
+    return {"G": adam(generators), "D": adam(critics)}
+
+
+class DeepStage(Stage):
+    """Trains the level-5 translators from (cached) normalized conv_5_1 features of both domains."""
+
+    def __init__(self, exp: Experiment, level: int = LEVEL):
+        c = exp.cfg.deep
+        self.exp, self.c = exp, c
+        self.name = "deep"
+        self.steps = c.steps
+        self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
+        channels, size, _ = exp.backbone.feature_shape(LEVEL, exp.cfg.data.image_size)
+        self.nets = build_deep_nets(channels, size, c.gn_groups, c.critic_width)
+        self.optimizers = make_optimizers(self.nets, c.lr)
+        self.compat = {**exp.compat, "level": LEVEL}
+        self._fixed = None
+
+    def next_batch(self, generator):
+        n, k = self.batch_size, self.c.n_critic + 1
+        a = self.exp.domain_a.sample(n * k, generator, levels=[LEVEL])[LEVEL]
+        b = self.exp.domain_b.sample(n * k, generator, levels=[LEVEL])[LEVEL]
+        return list(a.split(n)), list(b.split(n))
+
+    def train_step(self, batch, ctx):
+        return train_step(self.nets, batch[0], batch[1], self.c, ctx)
+
+    @torch.no_grad()
+    def sample(self, path):
+        """Rows: fixed A sources, then fixed B sources (translated the other way).
+
+        Columns: source | I_5(source features) | I_5(translation), or channel means of the features when
+        I_5 has not been trained.
+        """
+        exp = self.exp
+        if self._fixed is None:
+            self._fixed = (exp.domain_a.fixed(4), exp.domain_b.fixed(4))
+        inv = load_inversion(exp, LEVEL)
+        size = exp.cfg.data.image_size
+        show = (lambda f: to_unit(inv(f))) if inv is not None else (lambda f: feature_preview(f, size))
+        cols = [[], [], []]
+        for fixed, t in zip(self._fixed, (self.nets["T_AB"], self.nets["T_BA"])):
+            t.eval()
+            cols[0].append(fixed["image"])
+            cols[1].append(show(fixed[LEVEL]))
+            cols[2].append(show(t(fixed[LEVEL])))
+            t.train()
+        save_grid([torch.cat(c) for c in cols], path)
