@@ -1,0 +1,44 @@
+"""``deepcascade translate``: translate an image or a folder with a trained run; writes an HTML page.
+
+Layout of ``--out``: each result under the input's relative name; ``_sources/`` the sources as the network
+saw them (resized, centre-cropped); ``_levels/`` per-level strips with ``--save-levels``; ``index.html``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+HELP = "translate an image or a folder (recursive) with a trained run; writes index.html"
+
+log = logging.getLogger("deepcascade")
+
+
+def add_arguments(p):
+    p.add_argument("--run", required=True, help="run directory trained by `deepcascade train`")
+    p.add_argument("--input", required=True, help="image file or folder (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"], help="translation direction")
+    p.add_argument("--final-level", type=int, default=None, choices=[1, 2, 3, 4, 5],
+                   help="shallowest level to translate to (default: the run's cascade.final_level)")
+    p.add_argument("--save-levels", action="store_true",
+                   help="also write a strip per image: source | I_5(level 5) | I_4(level 4) | ...")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def run(args) -> int:
+    from ..errors import UserError
+    from ..inference.translate_folder import translate_folder
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    summary = translate_folder(args.run, args.input, args.out, direction=args.direction,
+                               final_level=args.final_level, save_levels=args.save_levels,
+                               batch_size=args.batch_size, device=args.device)
+    print(f"translated {summary['written']} image(s) -> {args.out}")
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])} unreadable file(s): "
+              + ", ".join(str(p) for p, _ in summary["skipped"]))
+    print(f"open {Path(args.out) / 'index.html'}")
+    return 0

@@ -1,0 +1,98 @@
+"""Translate every image below a path and write results, strips and an HTML index."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..data.images import IMAGE_EXTENSIONS, list_images, load_image
+from ..data.transforms import to_pil
+from ..errors import UserError
+from ..report import write_index
+from ..visualize import save_png_atomic
+from .translator import Translator
+
+log = logging.getLogger("deepcascade")
+
+# PIL writes these under the same extension; anything else is written as PNG beside the original name.
+_WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _save(img, path: Path) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+        img.save(tmp, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def output_name(rel: Path) -> Path:
+    """Same relative name; formats PIL cannot write as RGB (e.g. GIF) get '.png' appended."""
+    return rel if rel.suffix.lower() in _WRITABLE else rel.with_name(rel.name + ".png")
+
+
+def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=None, save_levels=False,
+                     batch_size=8, device="auto", translator: Translator | None = None) -> dict:
+    """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named."""
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    if not input_path.exists():
+        raise UserError(f"--input not found: {input_path}")
+    files = list_images(input_path)
+    others = [p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS
+              and not p.name.startswith(".")] if input_path.is_dir() else []
+    if not files:
+        raise UserError(f"no image files in {input_path} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    t = translator or Translator.from_run(run_dir, device=device, final_level=final_level)
+    final = final_level or t.cascade.final_level
+    root = input_path if input_path.is_dir() else input_path.parent
+    skipped = [(p, "not an image file") for p in others]
+    rows, written = [], 0
+    bar = tqdm(total=len(files), desc=f"translate {direction}", unit="img", dynamic_ncols=True)
+    for i in range(0, len(files), batch_size):
+        batch, names = [], []
+        for p in files[i: i + batch_size]:
+            try:
+                batch.append(t.preprocess(load_image(p, max_side=4 * t.image_size)))
+                names.append(p.relative_to(root))
+            except Exception as e:  # unreadable input: name it, go on
+                reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+                log.warning("skipped unreadable image %s: %s", p, reason)
+                skipped.append((p, reason))
+        bar.update(len(files[i: i + batch_size]))
+        if not batch:
+            continue
+        x = torch.stack(batch)
+        result, levels = t.translate_tensor(x, direction, final, return_levels=True)
+        for j, rel in enumerate(names):
+            out = out_dir / output_name(rel)
+            src = out_dir / "_sources" / rel.with_name(rel.name + ".png")
+            _save(to_pil(result[j]), out)
+            save_png_atomic(to_pil(x[j]), src)
+            row = {"name": str(rel), "source": src, "result": out}
+            if save_levels:
+                strip = torch.cat([x[j]] + [levels[l][j] for l in sorted(levels, reverse=True)], dim=2)
+                row["levels"] = out_dir / "_levels" / rel.with_name(rel.name + ".png")
+                save_png_atomic(to_pil(strip), row["levels"])
+            rows.append(row)
+            written += 1
+    bar.close()
+    columns = ["source", "result"] + (["levels"] if save_levels else [])
+    notes = [f"run: {Path(run_dir).resolve() if run_dir else ''}; direction {direction}; final level {final}; "
+             f"{written} translated, {len(skipped)} skipped."]
+    if save_levels:
+        notes.append("levels: source | " + " | ".join(f"I_{l}(translated level {l})" for l in sorted(levels, reverse=True)))
+    if skipped:
+        notes.append("skipped: " + "; ".join(f"{p} ({r})" for p, r in skipped))
+    write_index(out_dir, f"deepcascade translation {direction}", columns, rows, notes)
+    return {"written": written, "skipped": skipped, "rows": rows}

@@ -1,0 +1,123 @@
+"""The Python API: ``Translator.from_run("runs/x").translate(images, direction="a2b")``.
+
+Images go through the frozen backbone (normalized features of levels final..5), the trained cascade
+(level 5 first, then each shallower level conditioned on the deeper translation and on the source's own
+features through AdaIN) and the inversion network of the final level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..backbones import backbone_from_config
+from ..engine.run import RunDir
+from ..engine.trainer import resolve_device
+from ..errors import UserError
+from ..data.transforms import test_transform, to_pil
+from ..visualize import to_unit
+
+
+class Translator:
+    """A trained run, ready to translate images between its two domains."""
+
+    def __init__(self, exp, cascade, inversions: dict):
+        self.exp = exp
+        self.cascade = cascade.eval()
+        self.inversions = inversions  # level -> InversionNet (the levels whose I_l was trained)
+        self.image_size = exp.cfg.data.image_size
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "auto", final_level: int | None = None) -> "Translator":
+        """Load a run directory trained by ``deepcascade train`` (down to ``final_level``, default: as far as
+        the config's ``cascade.final_level`` or the deepest level trained)."""
+        from ..features.normalization import Normalizer
+        from ..stages.cascade import load_cascade
+        from ..stages.experiment import Experiment
+        from ..stages.invert import load_inversion
+
+        run = RunDir(run_dir)
+        cfg = run.stored_config()
+        if cfg is None:
+            raise UserError(f"{run_dir} is not a deepcascade run directory (no config.yaml)")
+        if not run.normalization_file.is_file():
+            raise UserError(f"{run_dir} has no normalization statistics ({run.normalization_file}); train it first")
+        dev = resolve_device(device)
+        backbone = backbone_from_config(cfg).to(dev)
+        normalizer = Normalizer.load(run.normalization_file).to(dev)
+        exp = Experiment(cfg, run, dev, backbone, normalizer, None, None)
+        if final_level is None:
+            final_level = cfg.cascade.final_level
+            while final_level < 5 and not run.finished(f"cascade{final_level}"):
+                final_level += 1
+        cascade = load_cascade(exp, final_level)
+        inversions = {l: inv for l in range(final_level, 6) if (inv := load_inversion(exp, l)) is not None}
+        if final_level not in inversions:
+            raise UserError(f"the inversion network of level {final_level} is not trained in {run_dir}; "
+                            f"run `deepcascade train CONFIG --stage invert`")
+        return cls(exp, cascade, inversions)
+
+    @property
+    def device(self) -> torch.device:
+        return self.exp.device
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """The test transform: shorter side to ``image_size``, centre crop; (3, S, S) in [0, 1]."""
+        return test_transform(image, self.image_size)
+
+    @torch.no_grad()
+    def translate_tensor(self, x: torch.Tensor, direction: str = "a2b", final_level: int | None = None,
+                         return_levels: bool = False):
+        """(N, 3, H, W) in [0, 1] with H, W divisible by 16 -> translated (N, 3, H, W) in [0, 1].
+
+        With ``return_levels`` also a dict {level: images} inverting every translated level that has an
+        inversion network (the per-level strip of the supplementary's figures 15-16).
+        """
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % 16 or x.shape[-2] % 16:
+            raise ValueError(f"expected images (N, 3, H, W) with H, W divisible by 16, got {tuple(x.shape)}")
+        final = self.cascade.final_level if final_level is None else final_level
+        if final not in self.inversions:
+            raise UserError(f"no inversion network for level {final}; available: {sorted(self.inversions)}")
+        exp = self.exp
+        x = x.to(self.device, torch.float32)
+        raw = exp.backbone(x, range(final, 6))
+        feats = {l: exp.normalizer.normalize(f, l) for l, f in raw.items()}
+        out = self.cascade.translate(feats, direction, final)
+        result = to_unit(self.inversions[final](out[final])).clamp(0, 1).cpu()
+        if not return_levels:
+            return result
+        levels = {l: to_unit(self.inversions[l](out[l])).clamp(0, 1).cpu()
+                  for l in sorted(out, reverse=True) if l in self.inversions}
+        return result, levels
+
+    def translate(self, images, direction: str = "a2b", final_level: int | None = None,
+                  return_levels: bool = False, batch_size: int = 8):
+        """Translate PIL images (one or a list) or a tensor; returns the same type.
+
+        PIL images are resized (shorter side) and centre-cropped to the run's image size. With
+        ``return_levels=True`` returns ``(result, levels)`` where ``levels`` maps level -> images of the
+        same type as the input.
+        """
+        if isinstance(images, torch.Tensor):
+            single = images.dim() == 3
+            x = images.unsqueeze(0) if single else images
+            res = self.translate_tensor(x, direction, final_level, return_levels)
+            if not return_levels:
+                return res[0] if single else res
+            r, lv = res
+            return (r[0], {l: v[0] for l, v in lv.items()}) if single else (r, lv)
+        single = isinstance(images, Image.Image)
+        pil = [images] if single else list(images)
+        results, levels = [], {}
+        for i in range(0, len(pil), batch_size):
+            x = torch.stack([self.preprocess(im) for im in pil[i: i + batch_size]])
+            res = self.translate_tensor(x, direction, final_level, return_levels)
+            r, lv = res if return_levels else (res, {})
+            results += [to_pil(t) for t in r]
+            for l, v in lv.items():
+                levels.setdefault(l, []).extend(to_pil(t) for t in v)
+        if single:
+            results, levels = results[0], {l: v[0] for l, v in levels.items()}
+        return (results, levels) if return_levels else results
