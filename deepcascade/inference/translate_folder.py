@@ -73,7 +73,10 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
         if not batch:
             continue
         x = torch.stack(batch)
-        result, levels = t.translate_tensor(x, direction, final, return_levels=True)
+        if save_levels:
+            result, levels = t.translate_tensor(x, direction, final, return_levels=True)
+        else:
+            result, levels = t.translate_tensor(x, direction, final), {}
         for j, rel in enumerate(names):
             out = out_dir / output_name(rel)
             src = out_dir / "_sources" / rel.with_name(rel.name + ".png")
@@ -91,7 +94,8 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
     notes = [f"run: {Path(run_dir).resolve() if run_dir else ''}; direction {direction}; final level {final}; "
              f"{written} translated, {len(skipped)} skipped."]
     if save_levels:
-        notes.append("levels: source | " + " | ".join(f"I_{l}(translated level {l})" for l in sorted(levels, reverse=True)))
+        notes.append("levels: source | " + " | ".join(f"I_{l}(translated level {l})"
+                                                      for l in sorted(t.inversions, reverse=True) if l >= final))
     if skipped:
         notes.append("skipped: " + "; ".join(f"{p} ({r})" for p, r in skipped))
     write_index(out_dir, f"deepcascade translation {direction}", columns, rows, notes)
