@@ -1,0 +1,473 @@
+"""On-disk cache of frozen-backbone features, one folder per domain (float16 memory maps).
+
+Layout of a cache folder::
+
+    meta.json                                  what was computed and with what; "complete": true is written last
+    images.npy   uint8   (n, 3, L, L)          the L-square of every image (shorter side -> L, centre crop L:
+                                               the geometry of ``data.transforms.load_transform``)
+    level<l>.npy float16 (n, 2, C_l, S_l, S_l) backbone features of that square ([:, 0]) and of its horizontal
+                                               mirror ([:, 1]); S_l = L // stride_l
+
+Training reads ``image_size`` windows of the L-square at pixel offsets (oy, ox) that are multiples of 16 (the
+stride of level 5), so the window of level l is ``features[..., oy//s_l : oy//s_l + image_size//s_l, ox//s_l : ...]``
+at every level. **Mirrored entries**: (oy, ox) is applied to the *mirrored* square and its features, i.e. the
+window is the mirror of the window at (oy, L - image_size - ox) of the original square. The images are stored
+too, so inversion training and uncached levels use exactly the same crops without decoding any file.
+
+A crop of the features is not exactly the features of the cropped image: zero padding inside the backbone makes
+them differ near the window border (the interior is identical). :func:`crop_consistency` measures it. Measured
+on VGG-19 with RANDOM weights (seed 0; the ImageNet weights are not available offline here, real weights will
+differ), smooth synthetic 128 px squares, 96 px windows at 16-aligned offsets, relative L2 error
+||crop(F(x)) - F(crop(x))|| / ||F(crop(x))||, fp32:
+
+    ==========  =======  =======  =======  =======  =======
+    level       1        2        3        4        5
+    whole       0.000    0.011    0.030    0.076    0.202
+    margin 1    0.000    0.000    0.002    0.015    0.067
+    ==========  =======  =======  =======  =======  =======
+
+("margin 1" leaves out one feature cell along the window border.) The float16 storage adds a relative error of
+about 3e-4. The deepest level, whose window is only image_size/16 cells wide, is affected most; this is the
+price of computing each image once instead of once per random crop, and the paper's own random-crop augmentation
+of level-5 features is of this kind.
+
+A cache whose meta.json is missing, says ``complete: false`` (an interrupted build) or does not match the
+requested configuration (backbone, weights, ReLU, load size, precision, crop rule, file list, levels) is rebuilt,
+and the reason is logged; it is never used silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..backbones.base import LEVELS
+from ..data.images import load_image
+from ..data.transforms import center_crop, resize_shorter
+from ..errors import UserError
+from .normalization import RunningStats
+
+log = logging.getLogger("deepcascade")
+
+FORMAT_VERSION = 1
+CROP_RULE = ("shorter side -> load_size (bicubic, antialiased; JPEG draft decoding above 2x), centre crop "
+             "load_size square; entry 1 = horizontal mirror of entry 0")
+_F16_MAX = 65504.0
+#: meta.json keys that must equal the requested configuration for a cache to be reused
+_MATCH_KEYS = ("format_version", "backbone", "weights", "relu", "load_size", "precision", "crop_rule",
+               "files_hash", "n_images")
+_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def backbone_identity(backbone) -> dict:
+    """What identifies a backbone's features: name, weights (file SHA-256, or a hash of random ones), ReLU."""
+    if getattr(backbone, "weights_sha256", None):
+        weights = f"sha256:{backbone.weights_sha256}"
+    else:
+        # Random weights carry no file; hash the parameters themselves (a changed seed or init changes it).
+        h = hashlib.sha256()
+        for k, v in sorted(backbone.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        weights = f"random:params-sha256:{h.hexdigest()[:32]}"
+    return {"backbone": backbone.name, "weights": weights, "relu": bool(backbone.relu)}
+
+
+def file_list_hash(files: Sequence[Path]) -> str:
+    """SHA-256 over the files' paths relative to their common folder, sizes and modification times."""
+    files = [Path(f) for f in files]
+    if not files:
+        return hashlib.sha256(b"").hexdigest()
+    root = os.path.commonpath([str(f.resolve().parent) for f in files])
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        rel = os.path.relpath(str(f.resolve()), root).replace(os.sep, "/")
+        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def load_square(path: str | Path, load_size: int) -> np.ndarray:
+    """Decode ``path`` to its uint8 (3, L, L) square: shorter side -> L, centre crop (as ``load_transform``)."""
+    try:
+        img = load_image(path, max_side=load_size)
+    except Exception as e:  # the file changed or vanished since it was scanned
+        raise UserError(f"cannot read image {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    sq = center_crop(resize_shorter(img, load_size), load_size)
+    return np.ascontiguousarray(np.asarray(sq, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def iter_squares(files: Sequence[Path], load_size: int, batch_size: int, workers: int = 2
+                 ) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first index, uint8 (n, 3, L, L)) batches; decoding runs in threads one batch ahead."""
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        starts = iter(range(0, len(files), batch_size))
+        pending: collections.deque = collections.deque()
+
+        def submit(i0):
+            pending.append((i0, [ex.submit(load_square, files[i], load_size)
+                                 for i in range(i0, min(i0 + batch_size, len(files)))]))
+
+        for _ in range(2):
+            i0 = next(starts, None)
+            if i0 is not None:
+                submit(i0)
+        while pending:
+            i0, futures = pending.popleft()
+            nxt = next(starts, None)
+            if nxt is not None:
+                submit(nxt)
+            yield i0, torch.from_numpy(np.stack([f.result() for f in futures]))
+
+
+def extract(backbone, images: torch.Tensor, levels: Iterable[int], precision: str = "fp32",
+            channels_last: bool = False) -> dict[int, torch.Tensor]:
+    """Backbone features (float32, NCHW-contiguous) of images in [0, 1], under no_grad and optional autocast."""
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
+    dtype = _PRECISIONS[precision]
+    with torch.no_grad(), torch.autocast(images.device.type, dtype=dtype or torch.bfloat16,
+                                         enabled=dtype is not None):
+        x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
+        out = backbone(x, levels)
+    return {l: v.float().contiguous() for l, v in out.items()}
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def mirror_window(x: np.ndarray, oy: int, ox: int, size: int, flip: bool) -> np.ndarray:
+    """Window (.., size, size) at (oy, ox) of ``x`` (..., H, W), or of its horizontal mirror when ``flip``."""
+    if not flip:
+        return x[..., oy:oy + size, ox:ox + size]
+    w = x.shape[-1]
+    x0 = w - size - ox
+    return x[..., oy:oy + size, x0:x0 + size][..., ::-1]
+
+
+# ---------------------------------------------------------------------------------------------- the cache
+class FeatureCache:
+    """A domain's cached features; use :meth:`build_or_open` (or :meth:`open` for a cache known to be valid)."""
+
+    def __init__(self, directory: str | Path, meta: dict, image_size: int | None = None):
+        self.directory = Path(directory)
+        self.meta = meta
+        self.levels: list[int] = [int(l) for l in meta["levels"]]
+        self.load_size: int = int(meta["load_size"])
+        self.image_size: int = int(image_size or meta["image_size"])
+        self.strides: dict[int, int] = {int(l): int(s) for l, s in meta["strides"].items()}
+        self.channels: dict[int, int] = {int(l): int(c) for l, c in meta["channels"].items()}
+        #: True when this object's data was computed by the call that returned it
+        self.rebuilt = False
+        self._arrays = {l: np.load(self.directory / f"level{l}.npy", mmap_mode="r") for l in self.levels}
+        self._images = np.load(self.directory / "images.npy", mmap_mode="r")
+        if self.image_size > self.load_size:
+            raise ValueError(f"image_size {self.image_size} exceeds the cached load_size {self.load_size}")
+
+    def __len__(self) -> int:
+        return int(self.meta["n_images"])
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.directory)!r}, n={len(self)}, levels={self.levels}, L={self.load_size})"
+
+    # ----------------------------------------------------------------------------------- validity
+    @staticmethod
+    def expected_meta(backbone, files: Sequence[Path], levels: Iterable[int], load_size: int, image_size: int,
+                      precision: str = "fp32") -> dict:
+        """The meta.json a cache of this configuration has (without 'complete')."""
+        levels = sorted(set(int(l) for l in levels))
+        for l in levels:
+            if l not in LEVELS:
+                raise ValueError(f"cache level must be in 1..5, got {l}")
+        if load_size < image_size:
+            raise ValueError(f"load_size ({load_size}) must be >= image_size ({image_size})")
+        meta = {"format_version": FORMAT_VERSION, **backbone_identity(backbone),
+                "load_size": int(load_size), "image_size": int(image_size), "precision": precision,
+                "crop_rule": CROP_RULE, "levels": levels,
+                "channels": {str(l): int(backbone.channels[l]) for l in levels},
+                "strides": {str(l): int(backbone.strides[l]) for l in levels},
+                "shapes": {str(l): [len(files), 2, int(backbone.channels[l]), load_size // backbone.strides[l],
+                                    load_size // backbone.strides[l]] for l in levels},
+                "files_hash": file_list_hash(files), "n_images": len(files),
+                "package_version": __version__}
+        return meta
+
+    @staticmethod
+    def _mismatch(directory: Path, want: dict) -> str | None:
+        """Why the cache at ``directory`` cannot serve ``want`` (None when it can)."""
+        path = directory / "meta.json"
+        if not path.is_file():
+            return "no meta.json (new cache)" if not directory.exists() or not any(directory.iterdir()) \
+                else "meta.json is missing (the cache was never completed)"
+        try:
+            have = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            return f"meta.json is unreadable ({type(e).__name__})"
+        if have.get("complete") is not True:
+            return "the previous build did not complete (meta.json has complete != true; interrupted?)"
+        diffs = [f"{k}: cached {have.get(k)!r} != requested {want[k]!r}" for k in _MATCH_KEYS
+                 if have.get(k) != want[k]]
+        if diffs:
+            return "configuration changed (" + "; ".join(d[:200] for d in diffs) + ")"
+        missing = [l for l in want["levels"] if l not in have.get("levels", [])]
+        if missing:
+            return f"levels {missing} are not cached (cached: {have.get('levels')})"
+        for l in have["levels"]:
+            f = directory / f"level{l}.npy"
+            try:
+                shape = list(np.load(f, mmap_mode="r").shape)
+            except (OSError, ValueError) as e:
+                return f"{f.name} is unreadable ({type(e).__name__})"
+            if shape != have["shapes"][str(l)]:
+                return f"{f.name} has shape {shape}, meta.json says {have['shapes'][str(l)]}"
+        try:
+            shape = list(np.load(directory / "images.npy", mmap_mode="r").shape)
+        except (OSError, ValueError) as e:
+            return f"images.npy is unreadable ({type(e).__name__})"
+        if shape != [want["n_images"], 3, want["load_size"], want["load_size"]]:
+            return f"images.npy has shape {shape}"
+        return None
+
+    @classmethod
+    def check(cls, directory: str | Path, backbone, files: Sequence[Path], levels: Iterable[int], load_size: int,
+              image_size: int, *, precision: str = "fp32") -> str | None:
+        """None when the cache at ``directory`` can be reused for this configuration, else the reason."""
+        want = cls.expected_meta(backbone, files, levels, load_size, image_size, precision)
+        return cls._mismatch(Path(directory), want)
+
+    @classmethod
+    def open(cls, directory: str | Path, backbone, files: Sequence[Path], levels: Iterable[int], load_size: int,
+             image_size: int, *, precision: str = "fp32") -> "FeatureCache":
+        """Open a cache that must already be valid (e.g. built by rank 0); RuntimeError otherwise."""
+        directory = Path(directory)
+        want = cls.expected_meta(backbone, files, levels, load_size, image_size, precision)
+        reason = cls._mismatch(directory, want)
+        if reason is not None:
+            raise RuntimeError(f"feature cache {directory} is not usable: {reason}")
+        return cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), image_size)
+
+    # ----------------------------------------------------------------------------------- build
+    @classmethod
+    def build_or_open(cls, directory: str | Path, backbone, files: Sequence[Path], levels: Iterable[int],
+                      load_size: int, image_size: int, *, device: str | torch.device = "cpu", batch_size: int = 16,
+                      precision: str = "fp32", stats: dict[int, RunningStats] | None = None,
+                      progress: bool = True, workers: int = 2) -> "FeatureCache":
+        """Reuse the cache at ``directory`` when it matches this configuration, else (re)build it.
+
+        ``stats``: per-level accumulators updated with the fp32 features of both mirror images of every image
+        (levels not cached are computed but not stored). They are filled on a rebuild from the building pass
+        itself, and on reuse from a pass over the stored squares (no decoding), so they are always complete.
+        """
+        directory = Path(directory)
+        files = [Path(f) for f in files]
+        if not files:
+            raise UserError(f"feature cache {directory}: no images to cache")
+        want = cls.expected_meta(backbone, files, levels, load_size, image_size, precision)
+        reason = cls._mismatch(directory, want)
+        if reason is None:
+            cache = cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), image_size)
+            log.info("feature cache %s: reusing (%d images, levels %s)", directory, len(cache), cache.levels)
+            if stats:
+                log.info("feature cache %s: computing normalization statistics from the cached images", directory)
+                cache.accumulate_stats(backbone, stats, device=device, batch_size=batch_size, precision=precision,
+                                       progress=progress)
+            return cache
+        log.info("feature cache %s: building, %s", directory, reason)
+        return cls._build(directory, backbone, files, want, device=device, batch_size=batch_size,
+                          precision=precision, stats=stats, progress=progress, workers=workers, image_size=image_size)
+
+    @classmethod
+    def _build(cls, directory: Path, backbone, files: list[Path], meta: dict, *, device, batch_size: int,
+               precision: str, stats: dict[int, RunningStats] | None, progress: bool, workers: int,
+               image_size: int) -> "FeatureCache":
+        from numpy.lib.format import open_memmap
+        from tqdm import tqdm
+
+        directory.mkdir(parents=True, exist_ok=True)
+        # An interrupted build must never look complete: the old meta goes first, the new one is written last.
+        (directory / "meta.json").unlink(missing_ok=True)
+        for stale in list(directory.glob("level*.npy")) + [directory / "images.npy"]:
+            stale.unlink(missing_ok=True)
+        n, L, levels = len(files), meta["load_size"], meta["levels"]
+        nbytes = n * 3 * L * L + sum(2 * math.prod(meta["shapes"][str(l)]) for l in levels)
+        free = shutil.disk_usage(directory).free
+        if nbytes > free:
+            raise UserError(f"feature cache {directory} needs {nbytes / 2**30:.2f} GiB, only {free / 2**30:.2f} GiB "
+                            f"free; set cache.dir to a larger disk, cache fewer levels (cache.levels) or disable "
+                            f"it (cache.enabled=false)")
+        _write_json_atomic(directory / "meta.json", {**meta, "complete": False})
+        log.info("feature cache %s: %d images, levels %s, %.2f GiB", directory, n, levels, nbytes / 2**30)
+
+        device = torch.device(device)
+        backbone.to(device)
+        images = open_memmap(directory / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, L, L))
+        arrays = {l: open_memmap(directory / f"level{l}.npy", mode="w+", dtype=np.float16,
+                                 shape=tuple(meta["shapes"][str(l)])) for l in levels}
+        compute = sorted(set(levels) | set(stats or {}))
+        overflow = 0
+        t0 = time.time()
+        bar = tqdm(total=n, desc=f"caching {directory.name}", unit="img", disable=not progress, leave=False)
+        try:
+            for i0, sq in iter_squares(files, L, batch_size, workers):
+                b = sq.shape[0]
+                images[i0:i0 + b] = sq.numpy()
+                x = sq.to(device).float().div_(255.0)
+                feats = extract(backbone, torch.cat([x, x.flip(-1)]), compute, precision)
+                for l in levels:
+                    f = feats[l]
+                    if list(f.shape[1:]) != meta["shapes"][str(l)][2:]:
+                        raise RuntimeError(f"level {l}: backbone gave {tuple(f.shape[1:])}, expected "
+                                           f"{meta['shapes'][str(l)][2:]} for load_size {L}")
+                    big = f.abs() > _F16_MAX
+                    if bool(big.any()):
+                        overflow += int(big.sum())
+                        f = f.clamp(-_F16_MAX, _F16_MAX)
+                    a = f.half().cpu().numpy()
+                    arrays[l][i0:i0 + b, 0] = a[:b]
+                    arrays[l][i0:i0 + b, 1] = a[b:]
+                if stats:
+                    for l, s in stats.items():
+                        s.update(feats[l])
+                bar.update(b)
+        finally:
+            bar.close()
+        for a in (images, *arrays.values()):
+            a.flush()
+        del images, arrays
+        if overflow:
+            log.warning("feature cache %s: %d feature values beyond the float16 range were clamped to +-%g",
+                        directory, overflow, _F16_MAX)
+        meta = {**meta, "complete": True, "build_seconds": round(time.time() - t0, 2)}
+        _write_json_atomic(directory / "meta.json", meta)
+        log.info("feature cache %s: built in %.1f s", directory, time.time() - t0)
+        cache = cls(directory, meta, image_size)
+        cache.rebuilt = True
+        return cache
+
+    def accumulate_stats(self, backbone, stats: dict[int, RunningStats], *, device="cpu", batch_size: int = 16,
+                         precision: str = "fp32", progress: bool = False) -> None:
+        """Update ``stats`` with fp32 backbone features of both mirrors of every cached square."""
+        from tqdm import tqdm
+
+        device = torch.device(device)
+        backbone.to(device)
+        levels = sorted(stats)
+        for i0 in tqdm(range(0, len(self), batch_size), desc=f"statistics {self.directory.name}",
+                       disable=not progress, leave=False):
+            x = torch.from_numpy(np.array(self._images[i0:i0 + batch_size])).to(device).float() / 255.0
+            feats = extract(backbone, torch.cat([x, x.flip(-1)]), levels, precision)
+            for l in levels:
+                stats[l].update(feats[l])
+
+    # ----------------------------------------------------------------------------------- reading
+    def read(self, indices: Sequence[int], flips: Sequence[bool | int], offsets: Sequence[tuple[int, int]],
+             levels: Iterable[int] | None = None, *, image_size: int | None = None,
+             dtype: torch.dtype = torch.float32, image: bool = True) -> dict:
+        """Crops of cached entries, as CPU tensors.
+
+        Returns ``{level: (N, C_l, image_size/s_l, image_size/s_l)}`` in ``dtype`` (float32 by default; pass
+        torch.float16 to move half the bytes and convert on the device) and, when ``image``, ``'image'``:
+        float32 (N, 3, image_size, image_size) in [0, 1]. Entry j is image ``indices[j]``, mirrored when
+        ``flips[j]``, window at pixel offset ``offsets[j] = (oy, ox)`` of the (mirrored) square; offsets must be
+        multiples of every requested level's stride.
+        """
+        S = int(image_size or self.image_size)
+        levels = self.levels if levels is None else [int(l) for l in levels]
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        flp = np.asarray(flips).astype(bool).reshape(-1)
+        off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        B = len(idx)
+        if len(flp) != B or len(off) != B:
+            raise ValueError(f"indices ({B}), flips ({len(flp)}) and offsets ({len(off)}) must have one entry each")
+        if B and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"cache index out of range 0..{len(self) - 1}: {idx.tolist()}")
+        if B and (off.min() < 0 or off.max() > self.load_size - S):
+            raise ValueError(f"crop offsets must lie in 0..{self.load_size - S} for {S} px windows of "
+                             f"{self.load_size} px squares, got {off.tolist()}")
+        order = np.argsort(idx, kind="stable")  # read the memory maps front to back
+        out: dict = {}
+        for l in levels:
+            if l not in self._arrays:
+                raise KeyError(f"level {l} is not cached (cached: {self.levels})")
+            s, arr = self.strides[l], self._arrays[l]
+            if B and (off % s).any():
+                raise ValueError(f"crop offsets must be multiples of {s} (stride of level {l}), got {off.tolist()}")
+            h = S // s
+            buf = np.empty((B, arr.shape[2], h, h), dtype=np.float16)
+            for j in order:
+                oy, ox = int(off[j, 0]) // s, int(off[j, 1]) // s
+                buf[j] = arr[idx[j], int(flp[j]), :, oy:oy + h, ox:ox + h]
+            out[l] = torch.from_numpy(buf).to(dtype)
+        if image:
+            buf = np.empty((B, 3, S, S), dtype=np.uint8)
+            for j in order:
+                buf[j] = mirror_window(self._images[idx[j]], int(off[j, 0]), int(off[j, 1]), S, bool(flp[j]))
+            out["image"] = torch.from_numpy(buf).float().div_(255.0)
+        return out
+
+    def squares(self, indices: Sequence[int]) -> torch.Tensor:
+        """The whole uint8 (N, 3, L, L) squares of ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        order = np.argsort(idx, kind="stable")
+        buf = np.empty((len(idx), 3, self.load_size, self.load_size), dtype=np.uint8)
+        for j in order:
+            buf[j] = self._images[idx[j]]
+        return torch.from_numpy(buf)
+
+
+# ---------------------------------------------------------------------------------------------- measurement
+def crop_consistency(backbone, images: torch.Tensor, levels: Iterable[int] = LEVELS, image_size: int | None = None,
+                     offsets: Sequence[tuple[int, int]] | None = None, margin: int = 0,
+                     precision: str = "fp32") -> dict[int, float]:
+    """How close "crop of the features" is to "features of the cropped image", per level.
+
+    ``images``: (N, 3, L, L) in [0, 1]. For each offset (default: the corners and the centre, on the 16-px
+    grid), compares the level-l window of F(images) with F(window of images) and returns the relative L2 error
+    sqrt(sum diff^2 / sum F(window)^2) over all images and offsets. ``margin`` leaves out that many feature
+    cells along the window border (where zero padding differs).
+    """
+    levels = sorted(set(int(l) for l in levels))
+    L = images.shape[-1]
+    step = max(backbone.strides[l] for l in levels)
+    S = int(image_size or (L - step))
+    if offsets is None:
+        last = (L - S) // step * step
+        mid = (L - S) // 2 // step * step
+        offsets = sorted({(0, 0), (0, last), (last, 0), (last, last), (mid, mid)})
+    full = extract(backbone, images, levels, precision)
+    num = {l: 0.0 for l in levels}
+    den = {l: 0.0 for l in levels}
+    for oy, ox in offsets:
+        if oy % step or ox % step:
+            raise ValueError(f"offsets must be multiples of {step}, got {(oy, ox)}")
+        fc = extract(backbone, images[..., oy:oy + S, ox:ox + S], levels, precision)
+        for l in levels:
+            s = backbone.strides[l]
+            h = S // s
+            a = full[l][..., oy // s: oy // s + h, ox // s: ox // s + h].double()
+            b = fc[l].double()
+            if margin:
+                a, b = a[..., margin:h - margin, margin:h - margin], b[..., margin:h - margin, margin:h - margin]
+            num[l] += float(((a - b) ** 2).sum())
+            den[l] += float((b ** 2).sum())
+    return {l: math.sqrt(num[l] / den[l]) if den[l] > 0 else 0.0 for l in levels}

@@ -1,0 +1,303 @@
+"""Feature cache (features/cache.py) and the training batch sources (features/source.py) on tiny images."""
+
+import json
+import logging
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepcascade.backbones import build_backbone
+from deepcascade.config import build_config
+from deepcascade.data.images import load_image
+from deepcascade.data import transforms
+from deepcascade.errors import UserError
+from deepcascade.features import (DomainFeatures, FeatureCache, Normalizer, RunningStats, crop_consistency,
+                                  prepare_domains)
+from deepcascade.features.cache import extract, load_square
+
+L, S = 48, 32  # load_size, image_size: offsets 0 or 16 on the 16-px grid
+LEVELS = [5, 4, 3]
+
+
+def _write_images(folder, n, seed=0, sizes=((60, 48), (48, 70), (52, 52), (80, 56), (48, 48), (66, 49))):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        arr = np.asarray(coarse).astype(np.int16) + rng.integers(-20, 21, (h, w, 3))
+        p = folder / f"img{i:02d}.png"
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return build_backbone("vgg19", "random", seed=0)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    return _write_images(tmp_path / "imgs", 5)
+
+
+def _build(directory, backbone, files, **kw):
+    kw.setdefault("batch_size", 2)
+    return FeatureCache.build_or_open(directory, backbone, files, kw.pop("levels", LEVELS), kw.pop("load_size", L),
+                                      S, device="cpu", progress=False, **kw)
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_cache_reads_back_backbone_features(tmp_path, backbone, files):
+    cache = _build(tmp_path / "cache", backbone, files)
+    assert cache.rebuilt and len(cache) == 5 and cache.levels == sorted(LEVELS)
+    meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
+    assert meta["complete"] is True and meta["n_images"] == 5 and meta["load_size"] == L
+    assert np.load(tmp_path / "cache" / "level5.npy", mmap_mode="r").dtype == np.float16
+    cases = [(1, False, (0, 0)), (3, True, (16, 0)), (2, True, (0, 16)), (4, False, (16, 16))]
+    idx, flips, offs = zip(*cases)
+    out = cache.read(idx, flips, offs)
+    for j, (i, flip, (oy, ox)) in enumerate(cases):
+        square = transforms.load_transform(load_image(files[i], max_side=L), L)  # the documented geometry
+        mirrored = square.flip(-1) if flip else square
+        torch.testing.assert_close(out["image"][j], mirrored[:, oy:oy + S, ox:ox + S], rtol=0, atol=1e-6)
+        feats = extract(backbone, mirrored[None], LEVELS)
+        for l in LEVELS:
+            s = backbone.strides[l]
+            ref = feats[l][0, :, oy // s: oy // s + S // s, ox // s: ox // s + S // s]
+            assert out[l].dtype == torch.float32 and out[l].shape[1:] == ref.shape
+            assert _rel(out[l][j], ref) < 1e-2, (i, flip, l)
+    # the mirrored entry is the mirror image of the original's window at (oy, L - S - ox)
+    a = cache.read([3], [True], [(16, 0)])["image"][0]
+    b = cache.read([3], [False], [(16, L - S)])["image"][0]
+    torch.testing.assert_close(a, b.flip(-1))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        cache.read([0], [False], [(8, 0)])
+    with pytest.raises(ValueError, match="offsets must lie"):
+        cache.read([0], [False], [(32, 0)])
+
+
+def test_unchanged_config_is_reused_without_recomputation(tmp_path, backbone, files, monkeypatch):
+    d = tmp_path / "cache"
+    _build(d, backbone, files)
+    stamp = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
+    calls = []
+    monkeypatch.setattr(backbone, "forward", lambda *a, **k: calls.append(1) or pytest.fail("recomputed"))
+    cache = _build(d, backbone, files, levels=[5, 4])  # a subset of the cached levels is served too
+    assert not cache.rebuilt and calls == []
+    assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == stamp
+
+
+@pytest.mark.parametrize("change", ["load_size", "relu", "seed", "files", "levels"])
+def test_changed_config_invalidates(tmp_path, backbone, files, caplog, change):
+    d = tmp_path / "cache"
+    _build(d, backbone, files)
+    kw, bb, fl = {}, backbone, files
+    if change == "load_size":
+        kw["load_size"] = 64
+    elif change == "relu":
+        bb = build_backbone("vgg19", "random", relu=True, seed=0)
+    elif change == "seed":
+        bb = build_backbone("vgg19", "random", seed=1)
+    elif change == "files":
+        fl = files[:4]
+    elif change == "levels":
+        kw["levels"] = [5, 2]
+    with caplog.at_level(logging.INFO, logger="deepcascade"):
+        cache = _build(d, bb, fl, **kw)
+    assert cache.rebuilt
+    msgs = " ".join(r.getMessage() for r in caplog.records if "building" in r.getMessage())
+    expected = {"load_size": "load_size", "relu": "relu", "seed": "weights", "files": "files_hash",
+                "levels": "not cached"}[change]
+    assert expected in msgs, msgs
+    assert len(cache) == len(fl)
+
+
+def test_touched_file_invalidates(tmp_path, backbone, files, caplog):
+    d = tmp_path / "cache"
+    _build(d, backbone, files)
+    _write_images(tmp_path / "imgs", 5, seed=1)  # same names, new contents and mtimes
+    with caplog.at_level(logging.INFO, logger="deepcascade"):
+        assert _build(d, backbone, files).rebuilt
+    assert "files_hash" in caplog.text
+
+
+def test_interrupted_build_is_rebuilt(tmp_path, backbone, files, monkeypatch, caplog):
+    d = tmp_path / "cache"
+    real = backbone.forward
+    calls = []
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("simulated crash")
+        return real(*a, **k)
+
+    monkeypatch.setattr(backbone, "forward", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _build(d, backbone, files)
+    monkeypatch.setattr(backbone, "forward", real)
+    assert json.loads((d / "meta.json").read_text())["complete"] is False
+    with caplog.at_level(logging.INFO, logger="deepcascade"):
+        cache = _build(d, backbone, files)
+    assert cache.rebuilt and "did not complete" in caplog.text
+    # a complete flag flipped by hand (or a meta.json that vanished) also forces a rebuild
+    meta = json.loads((d / "meta.json").read_text())
+    (d / "meta.json").write_text(json.dumps({**meta, "complete": False}))
+    assert _build(d, backbone, files).rebuilt
+    (d / "meta.json").unlink()
+    assert _build(d, backbone, files).rebuilt
+    assert not _build(d, backbone, files).rebuilt
+
+
+def _direct_stats(backbone, files, levels):
+    stats = {l: RunningStats(backbone.channels[l]) for l in levels}
+    for f in files:
+        x = torch.from_numpy(load_square(f, L)).float()[None] / 255.0
+        feats = extract(backbone, torch.cat([x, x.flip(-1)]), levels)
+        for l in levels:
+            stats[l].update(feats[l])
+    return stats
+
+
+def test_stats_from_cache_pass_equal_direct_stats(tmp_path, backbone, files):
+    levels = [5, 4, 3, 2]  # level 2 is not cached: computed for the statistics, not stored
+    stats = {l: RunningStats(backbone.channels[l]) for l in levels}
+    cache = _build(tmp_path / "cache", backbone, files, stats=stats)
+    assert cache.rebuilt and not (tmp_path / "cache" / "level2.npy").exists()
+    ref = _direct_stats(backbone, files, levels)
+    reused = {l: RunningStats(backbone.channels[l]) for l in levels}
+    assert not _build(tmp_path / "cache", backbone, files, stats=reused).rebuilt  # from the stored squares
+    for got in (stats, reused):
+        for l in levels:
+            assert got[l].count == ref[l].count == 5 * 2 * (L // backbone.strides[l]) ** 2
+            torch.testing.assert_close(got[l].mean, ref[l].mean, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got[l].std, ref[l].std, rtol=1e-5, atol=1e-5)
+
+
+def test_crop_consistency(backbone):
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(2, 3, 6, 6, generator=g), size=(64, 64), mode="bicubic")
+    x = x.clamp(0, 1)
+    whole = crop_consistency(backbone, x, image_size=64)  # the window is the whole image: identical
+    assert all(v == 0.0 for v in whole.values())
+    err = crop_consistency(backbone, x, image_size=48)
+    inner = crop_consistency(backbone, x, image_size=48, margin=1)
+    assert inner[1] < 1e-6  # conv_1_1 sees one pixel of padding only
+    assert 0 < err[5] < 1 and all(inner[l] <= err[l] + 1e-9 for l in err)
+    assert err[1] < err[3] < err[5]  # deeper levels see the border from further away
+
+
+def test_read_speed(tmp_path, backbone):
+    files = _write_images(tmp_path / "imgs", 12)
+    cache = FeatureCache.build_or_open(tmp_path / "c", backbone, files, [5], 64, 64, device="cpu", batch_size=6,
+                                       progress=False)
+    cache.read(range(10), [0] * 10, [(0, 0)] * 10)
+    t = time.perf_counter()
+    for _ in range(20):
+        cache.read(np.arange(10)[::-1], [1] * 10, [(0, 0)] * 10, [5])
+    per_batch = (time.perf_counter() - t) / 20
+    assert per_batch < 0.026, per_batch  # under a tenth of a ~0.26 s training step at 64 px
+
+
+# ------------------------------------------------------------------------------------------ DomainFeatures
+def test_domain_features_sampling(tmp_path, backbone, files):
+    cache = _build(tmp_path / "cache", backbone, files)
+    norm = Normalizer.from_stats(_direct_stats(backbone, files, [5, 4, 3, 2]))
+    levels = [5, 4, 3, 2]
+    src = DomainFeatures(files, backbone, norm, levels, L, S, cache, "cpu")
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    a = src.sample(4, g)
+    g.set_state(state)
+    b = src.sample(4, g)
+    assert set(a) == {2, 3, 4, 5, "image"}
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])  # the generator alone decides the batch
+    for l in levels:
+        assert a[l].shape == (4, backbone.channels[l], S // backbone.strides[l], S // backbone.strides[l])
+        assert a[l].abs().max() <= 1.0
+    g.set_state(state)
+    idx, flips, offs = src.draw(4, g)
+    assert (offs % 16 == 0).all() and offs.max() <= L - S
+    # level 2 (not cached) is computed from the image window; cached levels are the cache's windows
+    raw = src.batch(idx, flips, offs, normalized=False)
+    torch.testing.assert_close(raw[2], extract(backbone, raw["image"], [2])[2])
+    torch.testing.assert_close(raw[5], cache.read(idx, flips, offs, [5], image=False)[5])
+    # without a cache the same (file, flip, offset) gives the same image window
+    plain = DomainFeatures(files, backbone, norm, levels, L, S, None, "cpu")
+    torch.testing.assert_close(plain.batch(idx, flips, offs, normalized=False)["image"], raw["image"])
+    g2 = torch.Generator().manual_seed(1)
+    assert any(o % 16 for o in plain.draw(64, g2)[2].ravel())  # any offset without a cache
+
+
+def test_domain_features_sharding_and_fixed(tmp_path, backbone, files):
+    shards = [DomainFeatures(files, backbone, None, [5], L, S, None, "cpu", rank=r, world_size=2) for r in (0, 1)]
+    g = torch.Generator().manual_seed(0)
+    assert set(shards[0].draw(50, g)[0]) <= {0, 2, 4} and set(shards[1].draw(50, g)[0]) <= {1, 3}
+    fx = shards[1].fixed(3)
+    ref = torch.stack([transforms.test_transform(load_image(f), S) for f in files[:3]])
+    torch.testing.assert_close(fx["image"], ref)
+    torch.testing.assert_close(fx[5], extract(backbone, ref, [5])[5])
+    assert len(shards[0]) == 5
+    with pytest.raises(UserError):
+        DomainFeatures(files[:1], backbone, None, [5], L, S, None, "cpu", rank=1, world_size=2)
+
+
+def _cfg(tmp_path, **extra):
+    sets = [f"data.domain_a={tmp_path / 'A'}", f"data.domain_b={tmp_path / 'B'}", f"data.load_size={L}",
+            f"data.image_size={S}", "backbone.weights=random", "cache.levels=[5,4]", "invert.levels=[5,4,3]",
+            "data.workers=1"] + [f"{k}={v}" for k, v in extra.items()]
+    return build_config(overrides=sets)
+
+
+def test_prepare_domains(tmp_path, backbone, caplog):
+    fa = _write_images(tmp_path / "A", 3, seed=1)
+    fb = _write_images(tmp_path / "B", 4, seed=2)
+    (tmp_path / "B" / "broken.png").write_bytes(b"\x89PNG not really")
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="deepcascade"):
+        norm, a, b = prepare_domains(_cfg(tmp_path), run, backbone, "cpu", levels=[5, 4, 3])
+    assert "broken.png" in caplog.text and "clamped" in caplog.text
+    assert len(a) == 3 and len(b) == 4 and a.cached_levels == [4, 5] and a.computed_levels == [3]
+    assert (run / "cache" / "A" / "meta.json").is_file() and (run / "normalization.safetensors").is_file()
+    ref = _direct_stats(backbone, fa + fb, [5, 4, 3])  # statistics over both domains, both mirrors
+    for l in (5, 4, 3):
+        torch.testing.assert_close(getattr(norm, f"mean_{l}"), ref[l].mean.float(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(getattr(norm, f"std_{l}"), ref[l].std.float(), rtol=1e-5, atol=1e-5)
+    batch = a.sample(2, torch.Generator().manual_seed(0))
+    assert set(batch) == {3, 4, 5, "image"}
+    # second call: statistics and caches reused
+    stamp = (run / "normalization.safetensors").stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="deepcascade"):
+        norm2, _, _ = prepare_domains(_cfg(tmp_path), run, backbone, "cpu", levels=[5, 4, 3])
+    assert (run / "normalization.safetensors").stat().st_mtime_ns == stamp
+    assert "reusing" in caplog.text and "building" not in caplog.text
+    torch.testing.assert_close(norm2.std_3, norm.std_3)
+    # a shared cache folder that is rebuilt (new load size) recomputes the statistics too
+    norm3, a3, _ = prepare_domains(_cfg(tmp_path, **{"data.load_size": 64}), run, backbone, "cpu", levels=[5, 4, 3])
+    assert a3.cache.rebuilt and (run / "normalization.safetensors").stat().st_mtime_ns != stamp
+    # no cache: statistics from the files, batches computed on the fly
+    norm4, a4, _ = prepare_domains(_cfg(tmp_path, **{"cache.enabled": "false"}), tmp_path / "run2", backbone, "cpu",
+                                   levels=[5, 4, 3])
+    assert a4.cache is None
+    torch.testing.assert_close(norm4.std_5, norm.std_5, rtol=1e-5, atol=1e-5)
+
+
+def test_prepare_domains_errors(tmp_path, backbone):
+    _write_images(tmp_path / "A", 2)
+    with pytest.raises(UserError, match="data.domain_b"):
+        prepare_domains(_cfg(tmp_path), tmp_path / "run", backbone, "cpu")
+    (tmp_path / "B").mkdir()
+    (tmp_path / "B" / "x.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match="data.domain_b.*no usable image"):
+        prepare_domains(_cfg(tmp_path), tmp_path / "run", backbone, "cpu")
