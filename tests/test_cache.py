@@ -189,8 +189,9 @@ def test_crop_consistency(backbone):
     x = x.clamp(0, 1)
     whole = crop_consistency(backbone, x, image_size=64)  # the window is the whole image: identical
     assert all(v == 0.0 for v in whole.values())
-    err = crop_consistency(backbone, x, image_size=48)
-    inner = crop_consistency(backbone, x, image_size=48, margin=1)
+    offsets = [(0, 16), (16, 0)]
+    err = crop_consistency(backbone, x, image_size=48, offsets=offsets)
+    inner = crop_consistency(backbone, x, image_size=48, offsets=offsets, margin=1)
     assert inner[1] < 1e-6  # conv_1_1 sees one pixel of padding only
     assert 0 < err[5] < 1 and all(inner[l] <= err[l] + 1e-9 for l in err)
     assert err[1] < err[3] < err[5]  # deeper levels see the border from further away

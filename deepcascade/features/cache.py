@@ -417,12 +417,14 @@ class FeatureCache:
             for j in order:
                 oy, ox = int(off[j, 0]) // s, int(off[j, 1]) // s
                 buf[j] = arr[idx[j], int(flp[j]), :, oy:oy + h, ox:ox + h]
-            out[l] = torch.from_numpy(buf).to(dtype)
+            # numpy converts single-threaded: torch's thread pool costs milliseconds on small tensors
+            out[l] = torch.from_numpy(buf.astype(np.float32)).to(dtype) if dtype != torch.float16 \
+                else torch.from_numpy(buf)
         if image:
             buf = np.empty((B, 3, S, S), dtype=np.uint8)
             for j in order:
                 buf[j] = mirror_window(self._images[idx[j]], int(off[j, 0]), int(off[j, 1]), S, bool(flp[j]))
-            out["image"] = torch.from_numpy(buf).float().div_(255.0)
+            out["image"] = torch.from_numpy(np.divide(buf, np.float32(255.0), dtype=np.float32))
         return out
 
     def squares(self, indices: Sequence[int]) -> torch.Tensor:

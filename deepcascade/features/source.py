@@ -117,7 +117,7 @@ class DomainFeatures:
             S = self.image_size
             crops = np.stack([mirror_window(sq, int(o[0]), int(o[1]), S, bool(f))
                               for sq, f, o in zip(squares, flp, off)])
-            out = {"image": torch.from_numpy(crops).to(self.device).float().div_(255.0)}
+            out = {"image": torch.from_numpy(np.divide(crops, np.float32(255.0), dtype=np.float32)).to(self.device)}
         if self.computed_levels:
             out.update(extract(self.backbone, out["image"], self.computed_levels, self.precision,
                                self.channels_last))
