@@ -23,6 +23,9 @@ class VGG19Pyramid(Backbone):
         super().__init__(relu)
         # Keep only what is needed up to conv_5_1 (and its ReLU); later layers are never used.
         self.features = vgg19(weights=None).features[: CONV_INDEX[5] + 2]
+        for layer in self.features:  # in-place ReLUs would overwrite the pre-ReLU level outputs we return
+            if isinstance(layer, nn.ReLU):
+                layer.inplace = False
 
     def _end(self, level: int) -> int:
         """Index one past the layer whose output is level ``level``."""
