@@ -236,6 +236,10 @@ def test_domain_features_sampling(tmp_path, backbone, files):
     # without a cache the same (file, flip, offset) gives the same image window
     plain = DomainFeatures(files, backbone, norm, levels, L, S, None, "cpu")
     torch.testing.assert_close(plain.batch(idx, flips, offs, normalized=False)["image"], raw["image"])
+    exact = DomainFeatures(files, backbone, norm, levels, L, S, cache, "cpu", cached_features=False)
+    assert exact.cached_levels == [] and exact.offset_step == 16
+    torch.testing.assert_close(exact.batch(idx, flips, offs, normalized=False)[5],
+                               extract(backbone, raw["image"], [5])[5])
     g2 = torch.Generator().manual_seed(1)
     assert any(o % 16 for o in plain.draw(64, g2)[2].ravel())  # any offset without a cache
 

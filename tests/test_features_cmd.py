@@ -20,22 +20,6 @@ from deepcascade.data.images import load_image
 
 CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}  # METHOD.md section 1
 REPO = Path(__file__).resolve().parents[1]
-KNOWN_BUG = ("deepcascade/backbones/vgg19.py: torchvision's ReLU(inplace=True) that follows conv_l_1 overwrites the "
-             "pre-ReLU level-l output when a deeper level is computed in the same call (fix: inplace=False)")
-
-
-def _inplace_relu(module) -> bool:
-    return any(isinstance(m, torch.nn.ReLU) and m.inplace for m in module.modules())
-
-
-def _expect_close(check, relu: bool, module) -> None:
-    """Run ``check``; a pre-ReLU mismatch explained by the known in-place ReLU bug is an xfail, not a pass."""
-    try:
-        check()
-    except AssertionError:
-        if not relu and _inplace_relu(module):
-            pytest.xfail(KNOWN_BUG)
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +50,9 @@ def test_backbone_matches_torchvision(reference, keys):
             got = bb(x)
         ref = _reference_features(net, x, relu)
 
-        def check():
-            for l in CONV_INDEX:
-                assert (got[l] - ref[l]).abs().max().item() <= 1e-5, (keys, relu, l)
-                assert (got[l].min() >= 0) == relu
-
-        _expect_close(check, relu, bb)
+        for l in CONV_INDEX:  # several levels in one call: no level may be overwritten by a later layer
+            assert (got[l] - ref[l]).abs().max().item() <= 1e-5, (keys, relu, l)
+            assert (got[l].min() >= 0) == relu
 
 
 def _images(folder):
@@ -105,17 +86,13 @@ def test_features_command_matches_torchvision(tmp_path, reference, relu, capsys,
         assert meta["relu"] == ("true" if relu else "false") and meta["image_size"] == "32"
         assert meta["backbone"] == "vgg19" and len(meta["weights_sha256"]) == 64
         got = {k: f.get_tensor(k) for k in keys}
-
-    def check():
-        for n in names:
-            x = transforms.test_transform(load_image(tmp_path / "imgs" / n), 32)[None]
-            ref = _reference_features(net, x, relu)
-            for l in CONV_INDEX:
-                g = got[f"{n}/level{l}"]
-                assert g.shape == ref[l].shape[1:]
-                assert (g - ref[l][0]).abs().max().item() <= 1e-5, (n, l)
-
-    _expect_close(check, relu, build_backbone("vgg19", "random"))
+    for n in names:
+        x = transforms.test_transform(load_image(tmp_path / "imgs" / n), 32)[None]
+        ref = _reference_features(net, x, relu)
+        for l in CONV_INDEX:
+            g = got[f"{n}/level{l}"]
+            assert g.shape == ref[l].shape[1:]
+            assert (g - ref[l][0]).abs().max().item() <= 1e-5, (n, l)
 
 
 def test_features_command_user_errors(tmp_path, capsys):

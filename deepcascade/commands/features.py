@@ -155,7 +155,9 @@ def run(args) -> int:
         return p.relative_to(root).as_posix()
 
     names = {l: (f"conv_{l}_1" if backbone.name == "vgg19" else f"level{l}") for l in levels}
-    shapes = {l: backbone.feature_shape(l, args.image_size) for l in levels}
+    # shapes from a real forward pass: exact for any backbone's padding/rounding rules
+    probe = extract(backbone, torch.zeros(1, 3, args.image_size, args.image_size, device=device), levels)
+    shapes = {l: tuple(probe[l].shape[1:]) for l in levels}
     entries = [(f"{rel(p)}/level{l}", "F32", shapes[l]) for p in report.good for l in levels]
     metadata = {
         "format": "deepcascade.features", "package_version": __version__, "backbone": backbone.name,

@@ -15,21 +15,27 @@ window is the mirror of the window at (oy, L - image_size - ox) of the original 
 too, so inversion training and uncached levels use exactly the same crops without decoding any file.
 
 A crop of the features is not exactly the features of the cropped image: zero padding inside the backbone makes
-them differ near the window border (the interior is identical). :func:`crop_consistency` measures it. Measured
-on VGG-19 with RANDOM weights (seed 0; the ImageNet weights are not available offline here, real weights will
-differ), smooth synthetic 128 px squares, 96 px windows at 16-aligned offsets, relative L2 error
-||crop(F(x)) - F(crop(x))|| / ||F(crop(x))||, fp32:
+them differ near the window border (the interior is identical). :func:`crop_consistency` measures it
+(``benchmarks/bench_features.py`` prints it). Relative L2 error ||crop(F(x)) - F(crop(x))|| / ||F(crop(x))||,
+fp32, VGG-19 with RANDOM weights (seed 0: the ImageNet weights are not available offline where this was
+measured; real weights will give other figures), 2 smooth synthetic images, windows at the corners and the
+centre on the 16-px grid; "margin 1" leaves out one feature cell along the window border. Pre-ReLU (post-ReLU
+is within 0.03 of it):
 
-    ==========  =======  =======  =======  =======  =======
-    level       1        2        3        4        5
-    whole       0.000    0.011    0.030    0.076    0.202
-    margin 1    0.000    0.000    0.002    0.015    0.067
-    ==========  =======  =======  =======  =======  =======
+    =====================  =====  =====  =====  =====  =====
+    load -> crop, margin   L1     L2     L3     L4     L5
+    256 -> 224, 0          0.058  0.090  0.139  0.229  0.318
+    256 -> 224, 1          0.000  0.032  0.056  0.105  0.148
+    80 -> 64, 0            0.117  0.178  0.257  0.407  0.536
+    80 -> 64, 1            0.000  0.065  0.105  0.196  0.314
+    =====================  =====  =====  =====  =====  =====
 
-("margin 1" leaves out one feature cell along the window border.) The float16 storage adds a relative error of
-about 3e-4. The deepest level, whose window is only image_size/16 cells wide, is affected most; this is the
-price of computing each image once instead of once per random crop, and the paper's own random-crop augmentation
-of level-5 features is of this kind.
+So cached crops are an augmentation that is *not* identical to cropping the image: the border cells of a window
+carry context from outside it, most at level 5, whose window is only image_size/16 cells wide. The float16
+storage itself adds a relative error of 2e-4. Where exactness matters, set load_size = image_size (only the
+mirror remains as augmentation, and the cached features are exactly those of the image), or let
+:class:`~deepcascade.features.source.DomainFeatures` compute every level from the cached image window
+(``cached_features=False``: no decoding, exact features, one backbone pass per batch).
 
 A cache whose meta.json is missing, says ``complete: false`` (an interrupted build) or does not match the
 requested configuration (backbone, weights, ReLU, load size, precision, crop rule, file list, levels) is rebuilt,

@@ -39,13 +39,16 @@ class DomainFeatures:
     """Batches of one domain: ``{level: features (N, C, h, w), 'image': (N, 3, S, S) in [0, 1]}`` on ``device``.
 
     Features are normalized with ``normalizer`` (raw when it is None, i.e. before statistics exist). Files are
-    sharded over ranks: this rank samples the indices i with ``i % world_size == rank``.
+    sharded over ranks: this rank samples the indices i with ``i % world_size == rank``. With a cache, levels it
+    holds are read from it (crops of the features of the whole square) unless ``cached_features`` is False, and
+    the others are computed from the image window.
     """
 
     def __init__(self, files: Sequence[Path], backbone, normalizer: Normalizer | None, levels: Iterable[int],
                  load_size: int, image_size: int, cache: FeatureCache | None = None,
                  device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1, *,
-                 precision: str = "fp32", channels_last: bool = False, workers: int = 2, name: str = ""):
+                 precision: str = "fp32", channels_last: bool = False, workers: int = 2, name: str = "",
+                 cached_features: bool = True):
         self.files = [Path(f) for f in files]
         self.backbone = backbone
         self.normalizer = normalizer
@@ -71,7 +74,9 @@ class DomainFeatures:
             if len(cache) != len(self.files) or cache.load_size != self.load_size:
                 raise ValueError(f"cache {cache} does not hold these {len(self.files)} files at load_size "
                                  f"{self.load_size}")
-            self.cached_levels = [l for l in self.levels if l in cache.levels]
+            # cached_features=False: the cache only supplies image windows (no decoding) and every level is
+            # computed from the window, i.e. exactly the features of the crop (see features/cache.py)
+            self.cached_levels = [l for l in self.levels if l in cache.levels] if cached_features else []
             #: crop offsets are multiples of this (16 for VGG-19: every level's window stays aligned)
             self.offset_step = max(backbone.strides.values())
         else:
