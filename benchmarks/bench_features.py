@@ -94,7 +94,8 @@ def bench_cache(backbone, device, n_images, load_size, image_size, levels, reads
         step = max(backbone.strides[l] for l in levels)
         n_off = (load_size - image_size) // step + 1
         rng = np.random.default_rng(0)
-        print(f"{'read (batch ' + str(batch) + ')':<34} {'reads/s':>9} {'img/s':>10}  {'ms/batch':>9}  vs fp32 extraction at {image_size} px")
+        head = f"read (batch {batch})"
+        print(f"{head:<34} {'reads/s':>9} {'img/s':>10}  {'ms/batch':>9}  vs fp32 extraction at {image_size} px")
         rows = [("level 5", [5], False, torch.float32), ("level 5 + image", [5], True, torch.float32),
                 (f"levels {levels} + image", levels, True, torch.float32),
                 (f"levels {levels} + image, fp16", levels, True, torch.float16)]  # fp16: what goes to a GPU
@@ -127,8 +128,9 @@ def main(argv=None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     sizes = [int(s) for s in args.sizes.split(",")]
     backbone = build_backbone("vgg19", args.weights).to(device)
-    print(f"deepcascade feature benchmark: VGG-19 ({'RANDOM weights, speed only' if args.weights == 'random' else args.weights}),"
-          f" device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
+    what = "RANDOM weights, speed only" if args.weights == "random" else args.weights
+    print(f"deepcascade feature benchmark: VGG-19 ({what}), device {device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU thread(s)")
     t0 = time.perf_counter()
     base = bench_extraction(backbone, device, sizes, args.batch, args.iters) if "extraction" not in skip else {}
     if "cache" not in skip:

@@ -185,7 +185,7 @@ def test_stats_from_cache_pass_equal_direct_stats(tmp_path, backbone, files):
 
 def test_crop_consistency(backbone):
     g = torch.Generator().manual_seed(0)
-    x = torch.nn.functional.interpolate(torch.rand(2, 3, 6, 6, generator=g), size=(64, 64), mode="bicubic")
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=(64, 64), mode="bicubic")
     x = x.clamp(0, 1)
     whole = crop_consistency(backbone, x, image_size=64)  # the window is the whole image: identical
     assert all(v == 0.0 for v in whole.values())
@@ -265,14 +265,14 @@ def _cfg(tmp_path, **extra):
 
 
 def test_prepare_domains(tmp_path, backbone, caplog):
-    fa = _write_images(tmp_path / "A", 3, seed=1)
-    fb = _write_images(tmp_path / "B", 4, seed=2)
+    fa = _write_images(tmp_path / "A", 2, seed=1)
+    fb = _write_images(tmp_path / "B", 3, seed=2)
     (tmp_path / "B" / "broken.png").write_bytes(b"\x89PNG not really")
     run = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="deepcascade"):
         norm, a, b = prepare_domains(_cfg(tmp_path), run, backbone, "cpu", levels=[5, 4, 3])
     assert "broken.png" in caplog.text and "clamped" in caplog.text
-    assert len(a) == 3 and len(b) == 4 and a.cached_levels == [4, 5] and a.computed_levels == [3]
+    assert len(a) == 2 and len(b) == 3 and a.cached_levels == [4, 5] and a.computed_levels == [3]
     assert (run / "cache" / "A" / "meta.json").is_file() and (run / "normalization.safetensors").is_file()
     ref = _direct_stats(backbone, fa + fb, [5, 4, 3])  # statistics over both domains, both mirrors
     for l in (5, 4, 3):
