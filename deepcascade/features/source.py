@@ -102,20 +102,39 @@ class DomainFeatures:
         offsets = torch.randint(n_off, (batch_size, 2), generator=generator).numpy() * self.offset_step
         return self.shard[pos], flips, offsets
 
-    def sample(self, batch_size: int, generator: torch.Generator, normalized: bool = True) -> dict:
-        """A random batch: {level: features, 'image': crops in [0, 1]} on the device."""
-        return self.batch(*self.draw(batch_size, generator), normalized=normalized)
+    def sample(self, batch_size: int, generator: torch.Generator, normalized: bool = True,
+               levels: Iterable[int] | None = None, with_image: bool = True) -> dict:
+        """A random batch: {level: features, 'image': crops in [0, 1]} on the device.
+
+        ``levels`` restricts the batch to some of this source's levels (default: all); ``with_image=False``
+        leaves the image crops out when no level has to be computed from them (e.g. level 5 from the cache).
+        """
+        return self.batch(*self.draw(batch_size, generator), normalized=normalized, levels=levels,
+                          with_image=with_image)
+
+    def _wanted(self, levels: Iterable[int] | None) -> list[int]:
+        if levels is None:
+            return self.levels
+        want = sorted(set(int(l) for l in levels))
+        missing = [l for l in want if l not in self.levels]
+        if missing:
+            raise ValueError(f"levels {missing} were not prepared for domain {self.name!r} (has {self.levels})")
+        return want
 
     def batch(self, indices: Sequence[int], flips: Sequence[bool], offsets: Sequence[tuple[int, int]],
-              normalized: bool = True) -> dict:
+              normalized: bool = True, levels: Iterable[int] | None = None, with_image: bool = True) -> dict:
         """The batch of given files, mirror flags and crop offsets (see :meth:`draw`)."""
+        want = self._wanted(levels)
+        cached = [l for l in self.cached_levels if l in want]
+        computed = [l for l in self.computed_levels if l in want]
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         flp = np.asarray(flips).astype(bool).reshape(-1)
         off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
         cuda = self.device.type == "cuda"
         if self.cache is not None:
-            raw = self.cache.read(idx, flp, off, self.cached_levels, image_size=self.image_size,
-                                  dtype=torch.float16 if cuda else torch.float32)
+            raw = self.cache.read(idx, flp, off, cached, image_size=self.image_size,
+                                  dtype=torch.float16 if cuda else torch.float32,
+                                  image=with_image or bool(computed))
             out = {k: v.to(self.device, non_blocking=True).float() for k, v in raw.items()}
         else:
             squares = self._decode([self.files[i] for i in idx])
@@ -123,9 +142,10 @@ class DomainFeatures:
             crops = np.stack([mirror_window(sq, int(o[0]), int(o[1]), S, bool(f))
                               for sq, f, o in zip(squares, flp, off)])
             out = {"image": torch.from_numpy(np.divide(crops, np.float32(255.0), dtype=np.float32)).to(self.device)}
-        if self.computed_levels:
-            out.update(extract(self.backbone, out["image"], self.computed_levels, self.precision,
-                               self.channels_last))
+        if computed:
+            out.update(extract(self.backbone, out["image"], computed, self.precision, self.channels_last))
+        if not with_image:
+            out.pop("image", None)
         if normalized and self.normalizer is not None:
             out = self.normalizer.normalize_all(out)
         return out
@@ -135,7 +155,7 @@ class DomainFeatures:
             self._pool = ThreadPoolExecutor(self.workers)
         return list(self._pool.map(lambda f: load_square(f, self.load_size), files))
 
-    def fixed(self, n: int, normalized: bool = True) -> dict:
+    def fixed(self, n: int, normalized: bool = True, levels: Iterable[int] | None = None) -> dict:
         """The first ``n`` files with the test transform (resize shorter side to image_size, centre crop), no
         randomness: the same structure as :meth:`sample`, for fixed sample grids."""
         n = max(1, min(int(n), len(self.files)))
@@ -148,7 +168,8 @@ class DomainFeatures:
                     raise UserError(f"cannot read image {f}: {type(e).__name__}: {e}") from None
             self._fixed[n] = torch.stack(imgs)
         images = self._fixed[n].to(self.device)
-        out = {"image": images, **extract(self.backbone, images, self.levels, self.precision, self.channels_last)}
+        out = {"image": images, **extract(self.backbone, images, self._wanted(levels), self.precision,
+                                          self.channels_last)}
         if normalized and self.normalizer is not None:
             out = self.normalizer.normalize_all(out)
         return out

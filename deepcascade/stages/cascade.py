@@ -94,8 +94,8 @@ class CascadeStage(Stage):
 
     def next_batch(self, generator):
         n, k = self.batch_size, self.c.n_critic + 1
-        a = self.exp.domain_a.sample(n * k, generator, levels=self.levels)
-        b = self.exp.domain_b.sample(n * k, generator, levels=self.levels)
+        a = self.exp.domain_a.sample(n * k, generator, levels=self.levels, with_image=False)
+        b = self.exp.domain_b.sample(n * k, generator, levels=self.levels, with_image=False)
         split = lambda d: [dict(zip(self.levels, parts)) for parts in zip(*(d[l].split(n) for l in self.levels))]
         return split(a), split(b)
 

@@ -91,8 +91,8 @@ class DeepStage(Stage):
 
     def next_batch(self, generator):
         n, k = self.batch_size, self.c.n_critic + 1
-        a = self.exp.domain_a.sample(n * k, generator, levels=[LEVEL])[LEVEL]
-        b = self.exp.domain_b.sample(n * k, generator, levels=[LEVEL])[LEVEL]
+        a = self.exp.domain_a.sample(n * k, generator, levels=[LEVEL], with_image=False)[LEVEL]
+        b = self.exp.domain_b.sample(n * k, generator, levels=[LEVEL], with_image=False)[LEVEL]
         return list(a.split(n)), list(b.split(n))
 
     def train_step(self, batch, ctx):
@@ -107,7 +107,7 @@ class DeepStage(Stage):
         """
         exp = self.exp
         if self._fixed is None:
-            self._fixed = (exp.domain_a.fixed(4), exp.domain_b.fixed(4))
+            self._fixed = (exp.domain_a.fixed(4, levels=[LEVEL]), exp.domain_b.fixed(4, levels=[LEVEL]))
         inv = load_inversion(exp, LEVEL)
         size = exp.cfg.data.image_size
         show = (lambda f: to_unit(inv(f))) if inv is not None else (lambda f: feature_preview(f, size))

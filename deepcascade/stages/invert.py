@@ -18,13 +18,13 @@ from ..visualize import save_grid, to_unit
 from .experiment import Experiment
 
 
-def mixed_batch(exp: Experiment, batch_size: int, generator: torch.Generator) -> dict:
+def mixed_batch(exp: Experiment, batch_size: int, generator: torch.Generator, levels: list[int]) -> dict:
     """Half of the batch from domain A, half from B, concatenated key by key."""
     n_a = (batch_size + 1) // 2
-    a = exp.domain_a.sample(n_a, generator)
+    a = exp.domain_a.sample(n_a, generator, levels=levels)
     if batch_size - n_a == 0:
         return a
-    b = exp.domain_b.sample(batch_size - n_a, generator)
+    b = exp.domain_b.sample(batch_size - n_a, generator, levels=levels)
     return {k: torch.cat([a[k], b[k]]) for k in a if k in b}
 
 
@@ -47,7 +47,7 @@ class InvertStage(Stage):
         self._fixed = None
 
     def next_batch(self, generator):
-        return mixed_batch(self.exp, self.batch_size, generator)
+        return mixed_batch(self.exp, self.batch_size, generator, [self.level])
 
     def train_step(self, batch, ctx):
         x, target = batch[self.level], batch["image"] * 2 - 1
@@ -76,7 +76,7 @@ class InvertStage(Stage):
     def sample(self, path):
         """Rows: fixed test images of A then B; columns: input | I_l(features of the input)."""
         if self._fixed is None:
-            a, b = self.exp.domain_a.fixed(4), self.exp.domain_b.fixed(4)
+            a, b = (d.fixed(4, levels=[self.level]) for d in (self.exp.domain_a, self.exp.domain_b))
             self._fixed = {k: torch.cat([a[k], b[k]]) for k in (self.level, "image")}
         inv = self.nets["I"]
         was_training = inv.training

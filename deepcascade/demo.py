@@ -1,0 +1,163 @@
+"""``deepcascade demo``: the whole method on built-in synthetic zebra-like / giraffe-like domains.
+
+Generates the data, trains every stage (statistics and cache, inversion I_5..I_3, level-5 translation,
+cascade levels 4 and 3) at a small size with a step budget sized for about 10 minutes on 2 CPU cores,
+translates the test images both ways with per-level strips, measures how far the translations moved toward
+the target domain, and writes ``OUT/index.html``.
+
+Backbone: VGG-19 ImageNet weights when they can be had (hub cache, ``DEEPCASCADE_VGG19_WEIGHTS``, or a
+download), else the EfficientNet-Lite0 ImageNet weights that ship inside a pip package; the demo says which.
+Measurement: :func:`deepcascade.data.synthetic.domain_score` estimates the animal's bounding-box aspect ratio
+(height / width) from pixels; zebra-like A is below 1, giraffe-like B above. The demo reports the share of
+translations scored as the target domain, beside the same share for the untranslated sources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import UserError
+
+log = logging.getLogger("deepcascade")
+
+
+@dataclass
+class DemoPlan:
+    """Sizes and step budgets of one demo variant."""
+
+    n_train: int
+    n_test: int
+    image_size: int
+    load_size: int
+    invert_steps: int
+    deep_steps: int
+    cascade_steps: int
+    batch_size: int
+
+
+# load_size == image_size: the cached features are then exactly the features of the training images (flips
+# are the only augmentation); cropping cached load_size features differs from the features of the crop by
+# 30-50% at level 5 near the border (features/cache.py), which a 10-minute run cannot afford.
+# Budgets measured on a 2-core CPU (see README): full ~10 min, quick < 1 min. VGG-19 runs at 64 px (level 5 is
+# 4x4); EfficientNet-Lite0 has stride 32 at level 5 and runs at 128 px for the same 4x4.
+PLANS = {
+    ("vgg19", False): DemoPlan(300, 20, 64, 64, 600, 800, 500, 10),
+    ("efficientnet_lite0", False): DemoPlan(300, 20, 128, 128, 600, 800, 500, 10),
+    ("vgg19", True): DemoPlan(12, 4, 32, 32, 3, 3, 3, 4),
+    ("efficientnet_lite0", True): DemoPlan(12, 4, 64, 64, 3, 3, 3, 4),
+}
+
+
+def choose_backbone() -> tuple[str, str]:
+    """('vgg19', 'imagenet') when VGG-19 ImageNet weights load, else the packaged EfficientNet-Lite0 weights."""
+    from .backbones import build_backbone
+
+    try:
+        build_backbone("vgg19", "imagenet")
+        return "vgg19", "VGG-19 with ImageNet weights"
+    except UserError as e:
+        log.info("VGG-19 ImageNet weights not available (%s)", str(e).split(". Put")[0])
+    build_backbone("efficientnet_lite0", "imagenet")
+    return "efficientnet_lite0", ("EfficientNet-Lite0 with its packaged ImageNet weights (VGG-19 weights were "
+                                  "not found: see the README to add them)")
+
+
+def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str):
+    from .config import build_config
+
+    return build_config(extra={
+        "name": "demo",
+        "data": {"root": str(data_dir), "image_size": plan.image_size, "load_size": plan.load_size, "workers": 2},
+        "backbone": {"name": backbone, "weights": "imagenet"},
+        "engine": {"device": device, "checkpoint_every": 200, "log_every": 50, "sample_every": 200},
+        "invert": {"levels": [5, 4, 3], "steps": plan.invert_steps, "batch_size": plan.batch_size},
+        "deep": {"steps": plan.deep_steps, "batch_size": plan.batch_size},
+        "cascade": {"final_level": 3, "steps": plan.cascade_steps, "batch_size": plan.batch_size},
+    })
+
+
+def target_share(paths: list[Path], target: str) -> float:
+    """Share of images whose estimated silhouette aspect puts them in domain ``target``."""
+    from .data.synthetic import ASPECT_THRESHOLD, domain_score
+
+    scores = np.array([domain_score(Image.open(p).convert("RGB")) for p in paths])
+    hits = scores > ASPECT_THRESHOLD if target == "B" else scores <= ASPECT_THRESHOLD
+    return float(hits.mean()) if len(scores) else float("nan")
+
+
+def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: int = 0) -> dict:
+    """Run the demo into ``out``; returns the measurements (also written to ``out/demo.json``)."""
+    from .data.synthetic import write_dataset
+    from .inference.translate_folder import translate_folder
+    from .inference.translator import Translator
+    from .report import write_index
+    from .stages.pipeline import run_training
+
+    t_start = time.time()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is an existing file; give a directory")
+    backbone, said = choose_backbone()
+    print(f"backbone: {said}")
+    plan = PLANS[(backbone, quick)]
+    data_dir = out / "data"
+    if not (data_dir / "synthetic.json").is_file():
+        print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
+        write_dataset(data_dir, n=plan.n_train, size=plan.load_size, seed=seed, n_test=plan.n_test, progress=False)
+    cfg = demo_config(plan, backbone, data_dir, device)
+    run_dir = out / "run"
+    print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
+    run_training(cfg, run_dir, "all")
+    t_train = time.time() - t_start
+
+    translator = Translator.from_run(run_dir, device=device)
+    report = {"backbone": backbone, "quick": quick, "image_size": plan.image_size, "train_seconds": round(t_train, 1)}
+    rows = []
+    for direction, src, target in (("a2b", "testA", "B"), ("b2a", "testB", "A")):
+        res = translate_folder(run_dir, data_dir / src, out / direction, direction=direction, save_levels=True,
+                               translator=translator)
+        results = [r["result"] for r in res["rows"]]
+        sources = [r["source"] for r in res["rows"]]
+        report[direction] = {"images": len(results), "source_share_target": target_share(sources, target),
+                             "translated_share_target": target_share(results, target)}
+        rows += [{**r, "name": f"{direction}: {r['name']}"} for r in res["rows"]]
+    report["total_seconds"] = round(time.time() - t_start, 1)
+    (out / "demo.json").write_text(json.dumps(report, indent=2))
+    notes = [f"Backbone: {said}. Image size {plan.image_size} px; cascade 5 -> 4 -> 3; trained in "
+             f"{t_train / 60:.1f} min.",
+             "levels: source | I_5(translated conv_5_1) | I_4(translated level 4) | I_3(translated level 3) "
+             "- the coarse-to-fine strips of the paper's figures 15-16.",
+             *(f"{d}: {report[d]['translated_share_target']:.0%} of translations look like the target domain "
+               f"by silhouette aspect ratio (sources: {report[d]['source_share_target']:.0%})" for d in ("a2b", "b2a")),
+             "Per-direction pages: a2b/index.html, b2a/index.html. Training samples: run/samples/."]
+    write_index(out, "deepcascade demo: zebra-like (A) <-> giraffe-like (B)", ["source", "result", "levels"],
+                rows, notes)
+    _summary_png(rows, out / "summary.png")
+    return report
+
+
+def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:
+    """A small picture for the README: a few strips of each direction stacked."""
+    from .visualize import save_png_atomic
+
+    picks = []
+    for d in ("a2b", "b2a"):
+        picks += [r["levels"] for r in rows if r["name"].startswith(d)][:per_direction]
+    strips = [Image.open(p).convert("RGB") for p in picks]
+    if not strips:
+        return
+    w, h = max(s.width for s in strips), sum(s.height for s in strips) + 2 * (len(strips) - 1)
+    canvas = Image.new("RGB", (w, h), (255, 255, 255))
+    y = 0
+    for s in strips:
+        canvas.paste(s, (0, y))
+        y += s.height + 2
+    save_png_atomic(canvas, path)
