@@ -42,6 +42,11 @@ def output_name(rel: Path) -> Path:
     return rel if rel.suffix.lower() in _WRITABLE else rel.with_name(rel.name + ".png")
 
 
+def png_name(rel: Path) -> Path:
+    """``rel`` as a PNG name for the side folders (``_sources``, ``_levels``)."""
+    return rel if rel.suffix.lower() == ".png" else rel.with_name(rel.name + ".png")
+
+
 def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=None, save_levels=False,
                      batch_size=8, device="auto", translator: Translator | None = None) -> dict:
     """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named."""
@@ -79,13 +84,13 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
             result, levels = t.translate_tensor(x, direction, final), {}
         for j, rel in enumerate(names):
             out = out_dir / output_name(rel)
-            src = out_dir / "_sources" / rel.with_name(rel.name + ".png")
+            src = out_dir / "_sources" / png_name(rel)
             _save(to_pil(result[j]), out)
             save_png_atomic(to_pil(x[j]), src)
             row = {"name": str(rel), "source": src, "result": out}
             if save_levels:
                 strip = torch.cat([x[j]] + [levels[l][j] for l in sorted(levels, reverse=True)], dim=2)
-                row["levels"] = out_dir / "_levels" / rel.with_name(rel.name + ".png")
+                row["levels"] = out_dir / "_levels" / png_name(rel)
                 save_png_atomic(to_pil(strip), row["levels"])
             rows.append(row)
             written += 1
