@@ -197,18 +197,6 @@ def test_crop_consistency(backbone):
     assert err[1] < err[3] < err[5]  # deeper levels see the border from further away
 
 
-def test_read_speed(tmp_path, backbone):
-    files = _write_images(tmp_path / "imgs", 12)
-    cache = FeatureCache.build_or_open(tmp_path / "c", backbone, files, [5], 64, 64, device="cpu", batch_size=6,
-                                       progress=False)
-    cache.read(range(10), [0] * 10, [(0, 0)] * 10)
-    t = time.perf_counter()
-    for _ in range(20):
-        cache.read(np.arange(10)[::-1], [1] * 10, [(0, 0)] * 10, [5])
-    per_batch = (time.perf_counter() - t) / 20
-    assert per_batch < 0.026, per_batch  # under a tenth of a ~0.26 s training step at 64 px
-
-
 # ------------------------------------------------------------------------------------------ DomainFeatures
 def test_domain_features_sampling(tmp_path, backbone, files):
     cache = _build(tmp_path / "cache", backbone, files)
