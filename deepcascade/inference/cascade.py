@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from ..networks.cascade import AdaINPredictor, CascadeTranslator, predictor_convs
-from ..networks.deep import DeepTranslator
 
 DIRECTIONS = {"a2b": "AB", "b2a": "BA"}
 
