@@ -20,6 +20,9 @@ def run(args) -> int:
     for d, (src, dst) in (("a2b", ("A", "B")), ("b2a", ("B", "A"))):
         r = report[d]
         print(f"{d}: {r['translated_share_target']:.0%} of {r['images']} translated {src} images look like {dst} "
-              f"by silhouette (untranslated: {r['source_share_target']:.0%})")
+              f"by silhouette (untranslated reconstructions: {r['reconstruction_share_target']:.0%}, "
+              f"sources: {r['source_share_target']:.0%})")
+    print(f"both directions: {report['balanced_translated']:.0%} of translations classified as their target "
+          f"domain, against {report['balanced_reconstruction']:.0%} for untranslated reconstructions")
     print(f"done in {report['total_seconds'] / 60:.1f} min. Open {out / 'index.html'}")
     return 0

@@ -92,6 +92,17 @@ class Translator:
                   for l in sorted(out, reverse=True) if l in self.inversions}
         return result, levels
 
+    @torch.no_grad()
+    def reconstruct_tensor(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:
+        """I_level(normalized backbone features of ``x``): the untranslated baseline, with the same inversion
+        artefacts as a translation. (N, 3, H, W) in [0, 1] -> same."""
+        level = self.cascade.final_level if level is None else level
+        if level not in self.inversions:
+            raise UserError(f"no inversion network for level {level}; available: {sorted(self.inversions)}")
+        x = x.to(self.device, torch.float32)
+        f = self.exp.normalizer.normalize(self.exp.backbone(x, [level])[level], level)
+        return to_unit(self.inversions[level](f)).clamp(0, 1).cpu()
+
     def translate(self, images, direction: str = "a2b", final_level: int | None = None,
                   return_levels: bool = False, batch_size: int = 8):
         """Translate PIL images (one or a list) or a tensor; returns the same type.

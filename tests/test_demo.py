@@ -1,0 +1,34 @@
+"""`deepcascade demo --quick` runs end to end and writes a page whose images all exist."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from urllib.parse import unquote
+
+from PIL import Image
+
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo out"
+    env = {**os.environ, "DEEPCASCADE_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")}  # no VGG weights
+    r = subprocess.run([sys.executable, "-m", "deepcascade", "demo", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "EfficientNet-Lite0" in r.stdout  # says which backbone it used
+    assert "index.html" in r.stdout
+    html = (out / "index.html").read_text()
+    refs = [unquote(h) for h in re.findall(r"src='([^']+)'", html)]
+    assert len(refs) == 3 * 2 * 4  # source, result, strip for 4 test images per direction
+    for ref in refs:
+        assert Image.open(out / ref).size[1] == 64
+    for d in ("a2b", "b2a"):
+        assert (out / d / "index.html").is_file()
+    report = json.loads((out / "demo.json").read_text())
+    assert report["backbone"] == "efficientnet_lite0"
+    for d in ("a2b", "b2a"):
+        for k in ("source_share_target", "reconstruction_share_target", "translated_share_target"):
+            assert 0.0 <= report[d][k] <= 1.0
+        assert report[d]["source_share_target"] == 0.0  # sources are cleanly the other domain
+    assert (out / "summary.png").is_file()
