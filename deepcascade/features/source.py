@@ -324,7 +324,8 @@ def prepare_domains(cfg, run_dir: str | Path, backbone, device: str | torch.devi
     normalizer = normalizer.to(device)
     sources = [DomainFeatures(files[k], backbone, normalizer, levels, d.load_size, d.image_size, caches[k], device,
                               rank, world_size, precision=precision, channels_last=cfg.engine.channels_last,
-                              workers=workers, name=k) for k in ("A", "B")]
+                              workers=workers, name=k, cached_features=cfg.cache.window_features)
+               for k in ("A", "B")]
     if rank == 0:
         log_clamped_fraction(normalizer, sources)
     return normalizer, sources[0], sources[1]
