@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import Config, to_commented_yaml
 from ..engine import distributed
 from ..engine.run import RunDir
-from ..engine.trainer import stage_seed, train_stage
+from ..engine.trainer import resolve_device, stage_seed, train_stage
 from ..errors import UserError
 from .experiment import Experiment, seed_everything, setup_experiment
 
@@ -76,6 +76,9 @@ def run_training(cfg: Config, run_dir: str | Path, stage: str, level: int | None
     if stage == "all" and not resume:
         resume = True
     results = {}
+    # Join the process group (torchrun) before the run directory opens: RunDir.open lets rank 0 alone create
+    # the folders and take the lock, and makes the other ranks wait at a barrier, which needs the group.
+    distributed.init_from_env(resolve_device(cfg.engine.device).type)
     with RunDir(run_dir) as run:
         run.adopt_config(cfg, resume=bool(resume))
         exp = setup_experiment(cfg, run)
