@@ -213,6 +213,8 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
                 batch = stage.next_batch(generator)
                 t1 = time.perf_counter()
                 losses = {k: float(v) for k, v in stage.train_step(batch, ctx).items()}
+                for net in stage.nets.values():  # BatchNorm running statistics: averaged, so ranks stay equal
+                    distributed.sync_buffers(net)
                 t2 = time.perf_counter()
                 bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
                 if bad:
