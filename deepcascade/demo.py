@@ -165,7 +165,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
 
 def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:
     """A small picture for the README: a few strips of each direction stacked."""
-    from .visualize import save_png_atomic
+    from .visualize import save_image_atomic
 
     picks = []
     for d in ("a2b", "b2a"):
@@ -179,4 +179,4 @@ def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:
     for s in strips:
         canvas.paste(s, (0, y))
         y += s.height + 2
-    save_png_atomic(canvas, path)
+    save_image_atomic(canvas, path)

@@ -27,14 +27,16 @@ def feature_preview(features: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(m, size=(size, size), mode="nearest").repeat(1, 3, 1, 1)
 
 
-def save_png_atomic(image, path: str | Path) -> None:
-    """Write a PIL image as PNG via a temporary file + rename (no half-written file on failure)."""
+def save_image_atomic(image, path: str | Path) -> None:
+    """Write a PIL image (format from the suffix) via a temporary file + rename: a failed write leaves no
+    half-written file and any previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        image.save(tmp, format="PNG")
+        kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+        image.save(tmp, **kwargs)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -46,4 +48,4 @@ def save_grid(columns: list[torch.Tensor], path: str | Path, padding: int = 2) -
     n = columns[0].shape[0]
     tiles = [col[i].detach().float().cpu().clamp(0, 1) for i in range(n) for col in columns]
     grid = make_grid(torch.stack(tiles), nrow=len(columns), padding=padding, pad_value=1.0)
-    save_png_atomic(to_pil(grid), path)
+    save_image_atomic(to_pil(grid), path)

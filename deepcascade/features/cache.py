@@ -299,8 +299,14 @@ class FeatureCache:
                                        progress=progress)
             return cache
         log.info("feature cache %s: building, %s", directory, reason)
-        return cls._build(directory, backbone, files, want, device=device, batch_size=batch_size,
-                          precision=precision, stats=stats, progress=progress, workers=workers, image_size=image_size)
+        try:
+            return cls._build(directory, backbone, files, want, device=device, batch_size=batch_size,
+                              precision=precision, stats=stats, progress=progress, workers=workers,
+                              image_size=image_size)
+        except OSError as e:  # read-only folder, disk full, ...: meta.json stays incomplete, so never used
+            raise UserError(f"feature cache {directory}: cannot write ({type(e).__name__}: {e}); the cache was "
+                            f"not completed and will be rebuilt next time. Set cache.dir to a writable folder or "
+                            f"cache.enabled=false") from None
 
     @classmethod
     def _build(cls, directory: Path, backbone, files: list[Path], meta: dict, *, device, batch_size: int,

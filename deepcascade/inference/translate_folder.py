@@ -12,29 +12,13 @@ from ..data.images import IMAGE_EXTENSIONS, list_images, load_image
 from ..data.transforms import to_pil
 from ..errors import UserError
 from ..report import write_index
-from ..visualize import save_png_atomic
+from ..visualize import save_image_atomic
 from .translator import Translator
 
 log = logging.getLogger("deepcascade")
 
 # PIL writes these under the same extension; anything else is written as PNG beside the original name.
 _WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def _save(img, path: Path) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
-        img.save(tmp, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def output_name(rel: Path) -> Path:
@@ -68,7 +52,11 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
         batch, names = [], []
         for p in files[i: i + batch_size]:
             try:
-                batch.append(t.preprocess(load_image(p, max_side=4 * t.image_size)))
+                img = load_image(p, max_side=4 * t.image_size)
+                if min(img.size) < t.image_size // 2:
+                    log.warning("%s is %dx%d, much smaller than the %d px the run works at: upscaled",
+                                p, img.width, img.height, t.image_size)
+                batch.append(t.preprocess(img))
                 names.append(p.relative_to(root))
             except Exception as e:  # unreadable input: name it, go on
                 reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
@@ -83,15 +71,18 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
         else:
             result, levels = t.translate_tensor(x, direction, final), {}
         for j, rel in enumerate(names):
-            out = out_dir / output_name(rel)
-            src = out_dir / "_sources" / png_name(rel)
-            _save(to_pil(result[j]), out)
-            save_png_atomic(to_pil(x[j]), src)
-            row = {"name": str(rel), "source": src, "result": out}
+            row = {"name": str(rel), "source": out_dir / "_sources" / png_name(rel),
+                   "result": out_dir / output_name(rel)}
+            images = {"result": result[j], "source": x[j]}
             if save_levels:
-                strip = torch.cat([x[j]] + [levels[l][j] for l in sorted(levels, reverse=True)], dim=2)
                 row["levels"] = out_dir / "_levels" / png_name(rel)
-                save_png_atomic(to_pil(strip), row["levels"])
+                images["levels"] = torch.cat([x[j]] + [levels[l][j] for l in sorted(levels, reverse=True)], dim=2)
+            for key, img in images.items():
+                try:  # temporary file + rename: a failed write leaves any previous file intact
+                    save_image_atomic(to_pil(img), row[key])
+                except OSError as e:
+                    raise UserError(f"cannot write {row[key]}: {type(e).__name__}: {e}; {written} image(s) were "
+                                    f"written before this one") from None
             rows.append(row)
             written += 1
     bar.close()
