@@ -121,6 +121,7 @@ class CascadeConfig:
     lambda_rec: float = _f(100.0, "teacher-forced reconstruction weight", min=0.0)
     lambda_up: float = _f(0.0, "up-consistency weight through the frozen backbone slice l -> l+1", min=0.0)
     critic_width: int = _f(256, "channels of the level-l critics' convs", min=1)
+    predictor_width: int = _f(512, "channels of the AdaIN predictors' strided convs (512 in Table 2)", min=1)
 
 
 @dataclass

@@ -14,8 +14,11 @@ from ..networks.cascade import AdaINPredictor, CascadeTranslator, predictor_conv
 DIRECTIONS = {"a2b": "AB", "b2a": "BA"}
 
 
-def build_level_nets(backbone, level: int, image_size: int, critic_width: int | None = None) -> dict:
-    """T^l and M^l for both directions (and the critics D_A, D_B when ``critic_width`` is given)."""
+def build_level_nets(backbone, level: int, image_size: int, critic_width: int | None = None,
+                     predictor_width: int = 512) -> dict:
+    """T^l and M^l for both directions (and the critics D_A, D_B when ``critic_width`` is given).
+
+    ``predictor_width``: channels of M^l's convs (512 in Table 2)."""
     from ..networks.deep import FeatureCritic
 
     c_in, c_out = backbone.channels[level + 1], backbone.channels[level]
@@ -23,7 +26,8 @@ def build_level_nets(backbone, level: int, image_size: int, critic_width: int | 
     for d in ("AB", "BA"):
         t = CascadeTranslator(c_in, c_out)
         nets[f"T_{d}"] = t
-        nets[f"M_{d}"] = AdaINPredictor(c_out, t.n_adain_params, predictor_convs(level, backbone.strides[level]))
+        nets[f"M_{d}"] = AdaINPredictor(c_out, t.n_adain_params, predictor_convs(level, backbone.strides[level]),
+                                        width=predictor_width)
     if critic_width is not None:
         size = image_size // backbone.strides[level]
         nets["D_A"] = FeatureCritic(c_out, size, critic_width)

@@ -76,7 +76,8 @@ class CascadeStage(Stage):
         self.name = f"cascade{level}"
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
-        self.nets = build_level_nets(exp.backbone, level, exp.cfg.data.image_size, c.critic_width)
+        self.nets = build_level_nets(exp.backbone, level, exp.cfg.data.image_size, c.critic_width,
+                                     c.predictor_width)
         self.optimizers = make_optimizers(self.nets, c.lr, generators=("T_AB", "M_AB", "T_BA", "M_BA"))
         self.compat = {**exp.compat, "level": level}
         self.frozen = load_cascade(exp, level + 1).eval().requires_grad_(False)
@@ -171,7 +172,7 @@ def load_cascade(exp: Experiment, final_level: int) -> CascadeModel:
         t.load_state_dict(snaps[5][k])
     levels = {}
     for level in range(4, final_level - 1, -1):
-        nets = build_level_nets(bb, level, size)
+        nets = build_level_nets(bb, level, size, predictor_width=exp.cfg.cascade.predictor_width)
         for k, n in nets.items():
             n.load_state_dict(snaps[level][k])
         levels[level] = nets
