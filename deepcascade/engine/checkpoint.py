@@ -108,6 +108,15 @@ def check_compatible(ckpt: dict, path: Path, stage: str, compat: dict) -> None:
         raise UserError(f"{path} does not match this configuration: " + "; ".join(diffs))
 
 
+def load_state(module, state: dict, path: Path, name: str) -> None:
+    """``module.load_state_dict`` that answers a shape or key mismatch with a UserError naming the file."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise UserError(f"{path}: '{name}' does not fit this configuration (a network width or level changed?): "
+                        f"{str(e).splitlines()[0][:300]}") from None
+
+
 def list_checkpoints(directory: Path, stage: str) -> list[tuple[int, Path]]:
     """(step, path) of a stage's checkpoints, oldest first."""
     out = []

@@ -143,11 +143,11 @@ def _state(stage: Stage, ctx: TrainContext, step: int, generator, config: dict) 
     return rec
 
 
-def _restore(stage: Stage, ctx: TrainContext, state: dict, generator) -> int:
+def _restore(stage: Stage, ctx: TrainContext, state: dict, generator, path: Path) -> int:
     for k, net in stage.nets.items():
-        net.load_state_dict(state["nets"][k])
+        ckpt_io.load_state(net, state["nets"].get(k, {}), path, k)
     for k, opt in stage.optimizers.items():
-        opt.load_state_dict(state["optimizers"][k])
+        ckpt_io.load_state(opt, state["optimizers"][k], path, f"optimizer {k}")
     for k, sc in ctx.scalers.items():
         if state["scalers"].get(k):
             sc.load_state_dict(state["scalers"][k])
@@ -190,7 +190,7 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
     start = 0
     found = _find_resume(run, stage, resume) if resume else None
     if found is not None:
-        start = _restore(stage, ctx, found[1], generator)
+        start = _restore(stage, ctx, found[1], generator, found[0])
         log.info("stage %s: resumed from %s (step %d of %d)", stage.name, found[0], start, stage.steps)
     if start >= stage.steps:
         if main and not run.finished(stage.name):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.checkpoint import check_compatible, load_file
+from ..engine.checkpoint import check_compatible, load_file, load_state
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
 from ..errors import UserError
 from ..inference.cascade import CascadeModel, build_level_nets
@@ -169,11 +169,11 @@ def load_cascade(exp: Experiment, final_level: int) -> CascadeModel:
         snaps[level] = snap["nets"]
     deep = {f"T_{d}": DeepTranslator(bb.channels[5], exp.cfg.deep.gn_groups) for d in ("AB", "BA")}
     for k, t in deep.items():
-        t.load_state_dict(snaps[5][k])
+        load_state(t, snaps[5][k], exp.run.snapshot_path("deep"), k)
     levels = {}
     for level in range(4, final_level - 1, -1):
         nets = build_level_nets(bb, level, size, predictor_width=exp.cfg.cascade.predictor_width)
         for k, n in nets.items():
-            n.load_state_dict(snaps[level][k])
+            load_state(n, snaps[level][k], exp.run.snapshot_path(f"cascade{level}"), k)
         levels[level] = nets
     return CascadeModel(deep, levels).to(exp.device)

@@ -88,7 +88,7 @@ class InvertStage(Stage):
 
 def load_inversion(exp: Experiment, level: int) -> InversionNet | None:
     """I_level from the run's inference snapshot, or None when that stage has not finished."""
-    from ..engine.checkpoint import check_compatible, load_file
+    from ..engine.checkpoint import check_compatible, load_file, load_state
 
     path = exp.run.snapshot_path(f"invert{level}")
     if not path.is_file():
@@ -97,5 +97,5 @@ def load_inversion(exp: Experiment, level: int) -> InversionNet | None:
     check_compatible(snap, path, f"invert{level}", {**exp.compat, "level": level})
     bb = exp.backbone
     net = InversionNet(bb.channels[level], bb.strides[level])
-    net.load_state_dict(snap["nets"]["I"])
+    load_state(net, snap["nets"]["I"], path, "I")
     return net.to(exp.device).eval()
