@@ -35,10 +35,9 @@ class DemoPlan:
     n_train: int
     n_test: int
     image_size: int
-    load_size: int
-    invert_steps: int
+    invert_steps: int  # per level (I_5, I_4, I_3)
     deep_steps: int
-    cascade_steps: int
+    cascade_steps: int  # per level (4, 3)
     batch_size: int
 
 
@@ -46,13 +45,15 @@ class DemoPlan:
 # are the only augmentation); cropping cached load_size features differs from the features of the crop by
 # 30-50% at level 5 near the border (features/cache.py), which a 10-minute run cannot afford.
 # Budgets measured on a 2-core CPU (see README): full ~10 min, quick < 1 min. VGG-19 runs at 64 px (level 5 is
-# 4x4); EfficientNet-Lite0 has stride 32 at level 5 and runs at 128 px for the same 4x4.
+# 4x4); EfficientNet-Lite0 has stride 32 at level 5 and runs at 96 px (3x3).
 PLANS = {
-    ("vgg19", False): DemoPlan(300, 20, 64, 64, 600, 800, 500, 10),
-    ("efficientnet_lite0", False): DemoPlan(300, 20, 128, 128, 600, 800, 500, 10),
-    ("vgg19", True): DemoPlan(12, 4, 32, 32, 3, 3, 3, 4),
-    ("efficientnet_lite0", True): DemoPlan(12, 4, 64, 64, 3, 3, 3, 4),
+    ("vgg19", False): DemoPlan(300, 20, 64, 200, 400, 200, 8),
+    ("efficientnet_lite0", False): DemoPlan(300, 20, 96, 200, 400, 200, 8),
+    ("vgg19", True): DemoPlan(12, 4, 32, 3, 3, 3, 4),
+    ("efficientnet_lite0", True): DemoPlan(12, 4, 64, 3, 3, 3, 4),
 }
+# Narrower critics and AdaIN predictors than the paper's 512 channels keep the demo inside its budget.
+DEMO_WIDTHS = {"deep": {"critic_width": 256}, "cascade": {"critic_width": 128, "predictor_width": 128}}
 
 
 def choose_backbone() -> tuple[str, str]:
@@ -74,12 +75,13 @@ def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str):
 
     return build_config(extra={
         "name": "demo",
-        "data": {"root": str(data_dir), "image_size": plan.image_size, "load_size": plan.load_size, "workers": 2},
+        "data": {"root": str(data_dir), "image_size": plan.image_size, "load_size": plan.image_size, "workers": 2},
         "backbone": {"name": backbone, "weights": "imagenet"},
-        "engine": {"device": device, "checkpoint_every": 200, "log_every": 50, "sample_every": 200},
+        "engine": {"device": device, "checkpoint_every": 100, "log_every": 25, "sample_every": 100},
         "invert": {"levels": [5, 4, 3], "steps": plan.invert_steps, "batch_size": plan.batch_size},
-        "deep": {"steps": plan.deep_steps, "batch_size": plan.batch_size},
-        "cascade": {"final_level": 3, "steps": plan.cascade_steps, "batch_size": plan.batch_size},
+        "deep": {"steps": plan.deep_steps, "batch_size": plan.batch_size, **DEMO_WIDTHS["deep"]},
+        "cascade": {"final_level": 3, "steps": plan.cascade_steps, "batch_size": plan.batch_size,
+                    **DEMO_WIDTHS["cascade"]},
     })
 
 
@@ -126,7 +128,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
     data_dir = out / "data"
     if not (data_dir / "synthetic.json").is_file():
         print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
-        write_dataset(data_dir, n=plan.n_train, size=plan.load_size, seed=seed, n_test=plan.n_test, progress=False)
+        write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)
     cfg = demo_config(plan, backbone, data_dir, device)
     run_dir = out / "run"
     print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
