@@ -172,6 +172,11 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
                                                      "list": list}[f.type]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if tp is float and isinstance(value, str):  # PyYAML reads '1e-3' (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))

@@ -63,6 +63,7 @@ def test_yaml_then_set_override(tmp_path):
     f.write_text("data: {image_size: 64, load_size: 80}\ninvert: {levels: [5, 4, 3, 2]}\n")
     cfg = build_config(f, ["invert.levels=[5,4]", "cascade.final_level=4", "engine.precision=bf16"])
     assert cfg.data.image_size == 64 and cfg.invert.levels == [5, 4] and cfg.engine.precision == "bf16"
+    assert build_config(None, ["invert.lr=1e-3"]).invert.lr == 1e-3  # YAML 1.1 reads this as a string
     assert parse_set(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
 
 
