@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 from .base import Backbone
 
@@ -21,8 +21,13 @@ class VGG19Pyramid(Backbone):
 
     def __init__(self, relu: bool = False):
         super().__init__(relu)
-        # Keep only what is needed up to conv_5_1 (and its ReLU); later layers are never used.
-        self.features = vgg19(weights=None).features[: CONV_INDEX[5] + 2]
+        # torchvision's VGG-19 feature layers (same indices and state-dict keys), up to conv_5_1 and its ReLU;
+        # building vgg19() itself would also allocate the 120M-parameter classifier we never use.
+        self.features = make_layers(cfgs["E"])[: CONV_INDEX[5] + 2]
+        for layer in self.features:  # torchvision's VGG initialisation, for the seeded 'random' weights
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
         for layer in self.features:  # in-place ReLUs would overwrite the pre-ReLU level outputs we return
             if isinstance(layer, nn.ReLU):
                 layer.inplace = False

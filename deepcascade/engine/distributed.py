@@ -78,9 +78,19 @@ def sync_buffers(module: torch.nn.Module) -> None:
             dist.broadcast(b.data, src=0)
 
 
-def all_reduce_mean(value: float, device) -> float:
-    if world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+def all_reduce_means(values: dict[str, float], device) -> dict[str, float]:
+    """Average logged scalars over ranks (same keys on every rank)."""
+    if world_size() == 1 or not values:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return t.item() / world_size()
+    return dict(zip(values, (t / world_size()).tolist()))
+
+
+def any_true(flags: list[bool], device) -> list[bool]:
+    """Element-wise OR of boolean flags over ranks (e.g. 'a loss is NaN', 'a stop signal arrived')."""
+    if world_size() == 1:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags], dtype=torch.float32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]

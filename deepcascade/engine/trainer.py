@@ -217,7 +217,12 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
                     distributed.sync_buffers(net)
                 t2 = time.perf_counter()
                 bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-                if bad:
+                # Every rank must take the same decision, or the others would hang in the next all-reduce.
+                any_bad, any_stop = distributed.any_true([bool(bad), bool(stop["signal"])], device)
+                if any_stop and not stop["signal"]:
+                    stop["signal"] = "signal on another rank"
+                if any_bad:
+                    bad = bad or {"(on another rank)": float("nan")}
                     where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
                     raise NonFiniteLoss(f"stage '{stage.name}' step {step}: non-finite loss "
                                         f"{', '.join(f'{k}={v}' for k, v in bad.items())}; stopped ({where})")
@@ -229,7 +234,7 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
                 bar.update(1)
                 if step % eng.log_every == 0 or step == stage.steps:
                     n = window["n"]
-                    avg = {k: v / n for k, v in window["losses"].items()}
+                    avg = distributed.all_reduce_means({k: v / n for k, v in window["losses"].items()}, device)
                     ips = n * stage.batch_size * distributed.world_size() / max(window["total"], 1e-9)
                     wait = window["wait"] / max(window["total"], 1e-9)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in list(avg.items())[:4]})
