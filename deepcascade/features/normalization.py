@@ -148,6 +148,11 @@ class Normalizer(nn.Module):
                 raise ValueError(f"level {l}: no statistics were accumulated")
         return cls({l: s.mean for l, s in stats.items()}, {l: s.std for l, s in stats.items()}, scheme, k, meta)
 
+    def with_scheme(self, scheme: str, k: float) -> "Normalizer":
+        """The same statistics under another scheme / k."""
+        return type(self)({l: getattr(self, f"mean_{l}") for l in self.levels},
+                          {l: getattr(self, f"std_{l}") for l in self.levels}, scheme, k, meta=self.meta)
+
     # ------------------------------------------------------------------ maths
     def _params(self, level: int, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
         if level not in self.levels:

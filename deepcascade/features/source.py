@@ -303,9 +303,7 @@ def prepare_domains(cfg, run_dir: str | Path, backbone, device: str | torch.devi
             if (normalizer.scheme, normalizer.k) != (cfg.normalization.scheme, cfg.normalization.k):
                 log.info("normalization: scheme/k changed to %s/%g (statistics reused)", cfg.normalization.scheme,
                          cfg.normalization.k)
-                normalizer = Normalizer({l: getattr(normalizer, f"mean_{l}") for l in normalizer.levels},
-                                        {l: getattr(normalizer, f"std_{l}") for l in normalizer.levels},
-                                        cfg.normalization.scheme, cfg.normalization.k, meta=normalizer.meta)
+                normalizer = normalizer.with_scheme(cfg.normalization.scheme, cfg.normalization.k)
                 normalizer.save(norm_path)
 
     if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -316,10 +314,7 @@ def prepare_domains(cfg, run_dir: str | Path, backbone, device: str | torch.devi
             for k in files:
                 caches[k] = FeatureCache.open(cache_root / k, backbone, files[k], cache_levels, d.load_size,
                                               d.image_size, precision=precision)
-        normalizer = Normalizer.load(norm_path)
-        normalizer = Normalizer({l: getattr(normalizer, f"mean_{l}") for l in normalizer.levels},
-                                {l: getattr(normalizer, f"std_{l}") for l in normalizer.levels},
-                                cfg.normalization.scheme, cfg.normalization.k, meta=normalizer.meta)
+        normalizer = Normalizer.load(norm_path).with_scheme(cfg.normalization.scheme, cfg.normalization.k)
 
     normalizer = normalizer.to(device)
     sources = [DomainFeatures(files[k], backbone, normalizer, levels, d.load_size, d.image_size, caches[k], device,
