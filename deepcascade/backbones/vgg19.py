@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
+from torchvision.models import VGG19_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
+from ..errors import UserError
 from .base import Backbone
+from .weights import load_state_dict_file, resolve_pretrained
 
 # torchvision ``vgg19().features`` index of conv_i_1; the ReLU follows at index + 1.
 CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}
@@ -67,3 +72,20 @@ class VGG19Pyramid(Backbone):
             raise KeyError(f"{source}: not a VGG-19 state dict; missing {sorted(missing)[:4]} "
                            f"(expected torchvision keys 'features.N.weight' or 'N.weight')")
         self.features.load_state_dict({k: feats[k] for k in expected}, strict=True)
+
+
+def create(relu: bool) -> VGG19Pyramid:
+    return VGG19Pyramid(relu=relu)
+
+
+def imagenet_weights() -> tuple[Path, str]:
+    """torchvision's VGG19_Weights.IMAGENET1K_V1 file (env var, hub cache, download, or a UserError)."""
+    path = resolve_pretrained(VGG19_Weights.IMAGENET1K_V1.url, "DEEPCASCADE_VGG19_WEIGHTS", "vgg19")
+    return path, f"ImageNet IMAGENET1K_V1 ({path})"
+
+
+def load_weights(net: VGG19Pyramid, path) -> None:
+    try:
+        net.load_weights(load_state_dict_file(path), str(path))
+    except (KeyError, RuntimeError) as e:
+        raise UserError(f"weights file {path} does not fit VGG-19: {str(e).splitlines()[0][:300]}") from None
