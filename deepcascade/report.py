@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
+
+from .atomic import write_text
 
 _CSS = """body{font-family:sans-serif;margin:1.5em;background:#fafafa;color:#222}
 table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top;text-align:left}
@@ -40,9 +41,5 @@ def write_index(out_dir: str | Path, title: str, columns: list[str], rows: list[
                 cells.append(f"<td><a href='{h}'><img src='{h}' alt='{html.escape(c)}'></a></td>")
         parts.append(f"<tr><td class='name'>{html.escape(row['name'])}</td>{''.join(cells)}</tr>")
     parts.append("</table></body></html>\n")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=out_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    os.replace(tmp, out_dir / "index.html")
+    write_text(out_dir / "index.html", "\n".join(parts))
     return out_dir / "index.html"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
+from .atomic import atomic_path
 from .data.transforms import to_pil
 
 
@@ -28,19 +27,11 @@ def feature_preview(features: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def save_image_atomic(image, path: str | Path) -> None:
-    """Write a PIL image (format from the suffix) via a temporary file + rename: a failed write leaves no
-    half-written file and any previous file intact."""
+    """Write a PIL image (format from the suffix) atomically: no half-written file, a previous one intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+    kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+    with atomic_path(path) as tmp:
         image.save(tmp, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_grid(columns: list[torch.Tensor], path: str | Path, padding: int = 2) -> None:

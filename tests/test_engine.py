@@ -288,8 +288,9 @@ def test_checkpoint_writes_are_atomic(data, tmp_path, monkeypatch):
     cfg = write_config(tmp_path / "cfg.yaml", data)
     run = tmp_path / "run"
     monkeypatch.setattr(torch, "save", failing_save)
-    with pytest.raises(OSError, match="simulated"):
-        main_inprocess("train", str(cfg), "--stage", "invert", "--run-dir", str(run))
+    code, _, err = main_inprocess("train", str(cfg), "--stage", "invert", "--run-dir", str(run))
+    assert code == 1 and "cannot write checkpoint" in err and "simulated" in err
+    assert f"{STAGE}-0000004.pt" in err and f"intact: {run / 'checkpoints' / STAGE}-0000002.pt" in err
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"{STAGE}-0000002.pt"]
     assert load(run / "checkpoints" / f"{STAGE}-0000002.pt")["step"] == 2
     assert not (run / "models" / f"{STAGE}.pt").exists()

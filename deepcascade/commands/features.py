@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_path
 from ..errors import UserError
 
 HELP = "extract raw backbone features (levels 1..5) of a folder of images into a .safetensors file"
@@ -169,29 +170,26 @@ def run(args) -> int:
                      "ImageNet mean/std applied inside the backbone",
         "n_images": str(len(report.good)), "skipped": json.dumps([rel(p) for p, _ in report.bad]),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    writer = SafetensorsStreamWriter(tmp, entries, metadata)
-    try:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        with ThreadPoolExecutor(2) as pool, tqdm(total=len(report.good), unit="img", leave=False,
-                                                 desc="features") as bar:
-            files = report.good
-            for i0 in range(0, len(files), args.batch_size):
-                chunk = files[i0:i0 + args.batch_size]
-                x = torch.stack(list(pool.map(lambda p: _load(p, args.image_size), chunk))).to(device)
-                feats = {l: f.cpu().numpy() for l, f in extract(backbone, x, levels).items()}
-                for j, p in enumerate(chunk):
-                    for l in levels:
-                        writer.write(f"{rel(p)}/level{l}", feats[l][j])
-                bar.update(len(chunk))
-        writer.close()
-        os.replace(tmp, out)
-    except BaseException:
-        writer.abort()
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp:  # streamed to a temporary file, renamed into place when complete
+        writer = SafetensorsStreamWriter(tmp, entries, metadata)
+        try:
+            with ThreadPoolExecutor(2) as pool, tqdm(total=len(report.good), unit="img", leave=False,
+                                                     desc="features") as bar:
+                files = report.good
+                for i0 in range(0, len(files), args.batch_size):
+                    chunk = files[i0:i0 + args.batch_size]
+                    x = torch.stack(list(pool.map(lambda p: _load(p, args.image_size), chunk))).to(device)
+                    feats = {l: f.cpu().numpy() for l, f in extract(backbone, x, levels).items()}
+                    for j, p in enumerate(chunk):
+                        for l in levels:
+                            writer.write(f"{rel(p)}/level{l}", feats[l][j])
+                    bar.update(len(chunk))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
     print(f"features: {len(report.good)} image(s) x levels {levels} ({', '.join(names.values())}, "
           f"{'post' if args.relu else 'pre'}-ReLU, {args.image_size} px) -> {out} "
           f"({writer.total_bytes / 2**20:.1f} MiB)")

@@ -9,16 +9,15 @@ snapshot ``models/<stage>.pt`` holds the networks only and marks the stage as fi
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import atomic_path
 from ..errors import UserError
 
 log = logging.getLogger("deepcascade")
@@ -28,25 +27,10 @@ _NAME = re.compile(r"^(?P<stage>[a-z0-9_]+)-(?P<step>\d{7,})\.pt$")
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash or a failing write leaves the previous file intact and no partial file under ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """``torch.save`` through :func:`deepcascade.atomic.atomic_path`: a crash or a failing write leaves the
+    previous file intact and no partial file under ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import write_text
 from ..config import Config, config_from_dict
 from ..errors import UserError
 from . import distributed
@@ -58,9 +59,7 @@ class RunDir:
         return config_from_dict(yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {})
 
     def write_config(self, cfg: Config) -> None:
-        tmp = self.config_file.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-        os.replace(tmp, self.config_file)
+        write_text(self.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     def adopt_config(self, cfg: Config, resume: bool) -> None:
         """Store ``cfg``; a different config than the stored one needs ``--resume`` (and is logged)."""

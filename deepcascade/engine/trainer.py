@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..errors import Interrupted, NonFiniteLoss, UserError
+from ..errors import Interrupted, NonFiniteLoss, TrainingStopped, UserError
 from . import checkpoint as ckpt_io
 from . import distributed
 from .run import RunDir
@@ -248,8 +248,14 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
                         stage.sample(run.samples / f"{stage.name}-{step:07d}.png")
                 if step % eng.checkpoint_every == 0 or step == stage.steps or stop["signal"]:
                     if main:
-                        last_ckpt = ckpt_io.checkpoint_path(run.checkpoints, stage.name, step)
-                        ckpt_io.atomic_save(_state(stage, ctx, step, generator, config), last_ckpt)
+                        path = ckpt_io.checkpoint_path(run.checkpoints, stage.name, step)
+                        try:
+                            ckpt_io.atomic_save(_state(stage, ctx, step, generator, config), path)
+                        except OSError as e:
+                            raise TrainingStopped(
+                                f"stage '{stage.name}' step {step}: cannot write checkpoint {path} "
+                                f"({type(e).__name__}: {e}); previous checkpoint intact: {last_ckpt}") from None
+                        last_ckpt = path
                         ckpt_io.rotate(run.checkpoints, stage.name, eng.keep_checkpoints)
                     distributed.barrier()
                 if stop["signal"]:

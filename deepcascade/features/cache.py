@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import write_text
 from ..backbones.base import LEVELS
 from ..data.images import load_image
 from ..data.transforms import center_crop, resize_shorter
@@ -154,12 +155,7 @@ def extract(backbone, images: torch.Tensor, levels: Iterable[int], precision: st
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def mirror_window(x: np.ndarray, oy: int, ox: int, size: int, flip: bool) -> np.ndarray:

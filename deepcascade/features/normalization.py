@@ -14,12 +14,12 @@ and can be merged across processes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import UserError
 
 FORMAT_VERSION = 1
@@ -222,9 +222,8 @@ class Normalizer(nn.Module):
         metadata = {"format": "deepcascade.normalization", "format_version": str(FORMAT_VERSION),
                     "scheme": self.scheme, "k": repr(self.k), "levels": json.dumps(self.levels),
                     "meta": json.dumps(self.meta, sort_keys=True)}
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> "Normalizer":
