@@ -47,8 +47,8 @@ class DemoPlan:
 # Budgets measured on a 2-core CPU (see README): full ~10 min, quick < 1 min. VGG-19 runs at 64 px (level 5 is
 # 4x4); EfficientNet-Lite0 has stride 32 at level 5 and runs at 96 px (3x3).
 PLANS = {
-    ("vgg19", False): DemoPlan(300, 20, 64, 300, 400, 200, 8),
-    ("efficientnet_lite0", False): DemoPlan(300, 20, 96, 300, 400, 200, 8),
+    ("vgg19", False): DemoPlan(300, 20, 64, 500, 800, 350, 8),
+    ("efficientnet_lite0", False): DemoPlan(300, 20, 96, 500, 800, 350, 8),
     ("vgg19", True): DemoPlan(12, 4, 32, 3, 3, 3, 4),
     ("efficientnet_lite0", True): DemoPlan(12, 4, 64, 3, 3, 3, 4),
 }

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
-from .atomic import atomic_path
+from .fileio import atomic_path
 from .data.transforms import to_pil
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..fileio import safe_torch_load
 
 
 def sha256_of(path: str | Path) -> str:
@@ -61,14 +62,7 @@ def resolve_pretrained(url: str, env_var: str, backbone: str) -> Path:
 
 def load_state_dict_file(path: str | Path) -> dict:
     """Load a weights file safely (``weights_only=True``); refuse anything but a tensor dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot load weights file {path}: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:300]} (only plain tensor state dicts are accepted)") from None
+    sd = safe_torch_load(path, "weights file", "only plain tensor state dicts are accepted")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

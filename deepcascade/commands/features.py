@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..fileio import atomic_path
 from ..errors import UserError
 
 HELP = "extract raw backbone features (levels 1..5) of a folder of images into a .safetensors file"

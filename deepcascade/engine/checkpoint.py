@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..fileio import atomic_path, safe_torch_load
 from ..errors import UserError
 
 log = logging.getLogger("deepcascade")
@@ -27,7 +27,7 @@ _NAME = re.compile(r"^(?P<stage>[a-z0-9_]+)-(?P<step>\d{7,})\.pt$")
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` through :func:`deepcascade.atomic.atomic_path`: a crash or a failing write leaves the
+    """``torch.save`` through :func:`deepcascade.fileio.atomic_path`: a crash or a failing write leaves the
     previous file intact and no partial file under ``path``."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
@@ -65,13 +65,7 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 def load_file(path: str | Path) -> dict:
     """Load a checkpoint or snapshot safely; a truncated or foreign file raises UserError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]} "
-                        f"(truncated, corrupt, or not a deepcascade checkpoint)") from None
+    ckpt = safe_torch_load(path, "checkpoint", "truncated, corrupt, or not a deepcascade checkpoint")
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise UserError(f"{path} is not a deepcascade checkpoint")
     if ckpt["format"] > FORMAT_VERSION:

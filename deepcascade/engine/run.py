@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ..atomic import write_text
+from ..fileio import write_text
 from ..config import Config, config_from_dict
 from ..errors import UserError
 from . import distributed

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import write_text
+from ..fileio import write_text
 from ..backbones.base import LEVELS
 from ..data.images import load_image
 from ..data.transforms import center_crop, resize_shorter

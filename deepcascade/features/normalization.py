@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
+from ..fileio import atomic_path
 from ..errors import UserError
 
 FORMAT_VERSION = 1
