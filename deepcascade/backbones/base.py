@@ -8,6 +8,8 @@ EfficientNet-Lite0) are added as further entries of the registry in ``backbones/
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -16,7 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LEVELS = (1, 2, 3, 4, 5)
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, abc.ABC):
     """A frozen feature pyramid. Subclasses fill ``channels``/``strides`` and implement ``_features``."""
 
     name: str = ""
@@ -61,9 +63,10 @@ class Backbone(nn.Module):
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         return self._features(x, levels)
 
+    @abc.abstractmethod
     def _features(self, x: torch.Tensor, levels: list[int]) -> dict[int, torch.Tensor]:
-        raise NotImplementedError  # abstract: every registered backbone implements it
+        """Raw features ``{level: tensor}`` of ImageNet-normalized images ``x``, for the sorted ``levels``."""
 
+    @abc.abstractmethod
     def slice(self, level: int) -> nn.Module:
         """Frozen module mapping raw level-``level`` features to raw level-``level+1`` features."""
-        raise NotImplementedError  # abstract: every registered backbone implements it

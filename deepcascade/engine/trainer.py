@@ -8,6 +8,7 @@ gradient all-reduce of distributed runs.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import math
@@ -73,7 +74,7 @@ class TrainContext:
         scaler.update()
 
 
-class Stage:
+class Stage(abc.ABC):
     """One trainable unit. Subclasses set the attributes below and implement the three methods."""
 
     name: str = ""
@@ -84,17 +85,17 @@ class Stage:
     #: what a checkpoint must match to be resumed (backbone, weights hash, image size, level, ...)
     compat: dict
 
+    @abc.abstractmethod
     def next_batch(self, generator: torch.Generator):
         """Draw the next training batch using ``generator`` only (so resume draws the same batches)."""
-        raise NotImplementedError  # abstract
 
+    @abc.abstractmethod
     def train_step(self, batch, ctx: TrainContext) -> dict[str, torch.Tensor]:
         """One training step (all its optimizer updates); returns the losses to log."""
-        raise NotImplementedError  # abstract
 
+    @abc.abstractmethod
     def sample(self, path: Path) -> None:
         """Write a fixed-input sample grid to ``path`` (PNG)."""
-        raise NotImplementedError  # abstract
 
     def snapshot(self) -> dict:
         """State dicts stored in the inference snapshot (default: every network)."""
