@@ -24,13 +24,12 @@ folder. Shares its table and timing code with ``bench_invert.py``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_invert import common_arguments, make_experiment, run_table  # noqa: E402
+from bench_invert import common_arguments, make_experiment, prepare_run, run_table  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -42,11 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-critic", type=int, default=4, help="critic updates per generator update [paper: 4]")
     p.add_argument("--critic-width", type=int, default=512, help="deep.critic_width")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("deepcascade").setLevel(logging.ERROR)
-    print("backbone: VGG-19 with RANDOM weights (seed 0): speed does not depend on the weights")
+    prepare_run(args)
 
     from deepcascade.stages.deep import DeepStage
 

@@ -128,6 +128,15 @@ def common_arguments(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
+def prepare_run(args) -> None:
+    """Threads, quiet logging, and the line saying the weights are random."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("deepcascade").setLevel(logging.ERROR)
+    print("backbone: VGG-19 with RANDOM weights (seed 0): speed does not depend on the weights")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -136,11 +145,7 @@ def main(argv=None) -> int:
     p.add_argument("--lambda-adv", type=float, default=0.05,
                    help="invert.lambda_adv (0 drops the PatchGAN discriminator and its update)")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("deepcascade").setLevel(logging.ERROR)
-    print("backbone: VGG-19 with RANDOM weights (seed 0): speed does not depend on the weights")
+    prepare_run(args)
 
     from deepcascade.stages.invert import InvertStage
 
