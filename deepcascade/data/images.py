@@ -35,6 +35,15 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def list_other_files(folder: str | Path) -> list[Path]:
+    """Files below ``folder`` that are not images by extension (hidden files aside), to be named, not lost."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB; transparency is composited on white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -111,9 +120,7 @@ def scan_images(folder: str | Path, what: str, require: bool = True) -> ScanRepo
     """List and decode-check every image under ``folder``; bad ones are named in the log."""
     rep = ScanReport()
     files = list_images(folder)
-    if Path(folder).is_dir():  # files with other extensions are named too, so nothing vanishes silently
-        rep.bad += [(p, "not an image file (unsupported extension)") for p in sorted(Path(folder).rglob("*"))
-                    if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    rep.bad += [(p, "not an image file (unsupported extension)") for p in list_other_files(folder)]
     for p in files:
         reason = verify_image(p)
         if reason is None:

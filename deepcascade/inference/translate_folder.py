@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..data.images import IMAGE_EXTENSIONS, list_images, load_image
+from ..data.images import IMAGE_EXTENSIONS, list_images, list_other_files, load_image
 from ..data.transforms import to_pil
 from ..errors import UserError
 from ..report import write_index
@@ -38,14 +38,12 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
     if not input_path.exists():
         raise UserError(f"--input not found: {input_path}")
     files = list_images(input_path)
-    others = [p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS
-              and not p.name.startswith(".")] if input_path.is_dir() else []
     if not files:
         raise UserError(f"no image files in {input_path} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     t = translator or Translator.from_run(run_dir, device=device, final_level=final_level)
     final = final_level or t.cascade.final_level
     root = input_path if input_path.is_dir() else input_path.parent
-    skipped = [(p, "not an image file") for p in others]
+    skipped = [(p, "not an image file") for p in list_other_files(input_path)]
     rows, written = [], 0
     bar = tqdm(total=len(files), desc=f"translate {direction}", unit="img", dynamic_ncols=True)
     for i in range(0, len(files), batch_size):
