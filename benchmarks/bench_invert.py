@@ -92,7 +92,7 @@ def write_data(root: Path, size: int, images: int) -> Path:
 
 def run_table(title: str, build_stage, args, unit: str) -> None:
     """Time every variant at every size; one row each, the ratio to the fp32/images row of its size."""
-    from deepcascade.engine.trainer import resolve_device
+    from deepcascade.device import resolve_device
 
     device = resolve_device(args.device)
     print(f"\n== {title}, batch {args.batch}, {args.steps} timed step(s) after {args.warmup} warm-up, {device}, "

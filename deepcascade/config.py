@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .presets import PRESETS
 
 
 def _f(default, help: str, *, choices=None, min=None, max=None, factory=False):
@@ -147,8 +148,6 @@ class Config:
         return json.dumps(d, sort_keys=True)
 
 
-# Presets: named partial overrides. The paper's experiments come later.
-PRESETS: dict[str, dict] = {"default": {}}
 
 _SECTION_HELP = {
     "data": "Unpaired two-domain image folders and image geometry",

@@ -13,7 +13,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..demo import run_demo
+    from ..apps.demo import run_demo
 
     report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed)
     out = Path(args.out)

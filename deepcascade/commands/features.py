@@ -48,20 +48,6 @@ def add_arguments(p):  # imports nothing heavy: the CLI builds every subcommand'
     p.add_argument("--device", default="auto", help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
 
 
-def resolve_device(spec: str):
-    import torch
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
-        return torch.device(spec)
-    raise UserError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
-
-
 def parse_levels(text: str) -> list[int]:
     try:
         levels = sorted(set(int(t) for t in text.replace(" ", "").split(",") if t))
@@ -146,6 +132,8 @@ def run(args) -> int:
     if out.is_dir():
         raise UserError(f"--out {out} is a folder")
     images_dir = Path(args.images)
+    from ..device import resolve_device
+
     device = resolve_device(args.device)
     report = scan_images(images_dir, "--images")  # names every skipped file in the log
     backbone = build_backbone(args.backbone, args.weights, args.relu, args.seed).to(device)

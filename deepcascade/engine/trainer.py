@@ -30,20 +30,6 @@ log = logging.getLogger("deepcascade")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available (the local rank's GPU under torchrun), else cpu."""
-    import os
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"engine.device is {name!r} but no CUDA device is available; use 'cpu' or 'auto'")
-        if name == "cuda":
-            name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return torch.device(name)
-
-
 def stage_seed(seed: int, stage: str) -> int:
     """A stable per-stage seed, so that every stage's initialisation and data order is reproducible."""
     return (seed * 1_000_003 + zlib.crc32(stage.encode())) % (2**63)

@@ -11,8 +11,8 @@ from tqdm import tqdm
 from ..data.images import IMAGE_EXTENSIONS, list_images, list_other_files, load_image
 from ..data.transforms import to_pil
 from ..errors import UserError
-from ..report import write_index
-from ..visualize import save_image_atomic
+from ..outputs.html import write_index
+from ..outputs.grids import save_image_atomic
 from .translator import Translator
 
 log = logging.getLogger("deepcascade")

@@ -14,10 +14,10 @@ from PIL import Image
 
 from ..backbones import backbone_from_config
 from ..engine.run import RunDir
-from ..engine.trainer import resolve_device
+from ..device import resolve_device
 from ..errors import UserError
 from ..data.transforms import test_transform, to_pil
-from ..visualize import to_unit
+from ..outputs.grids import to_unit
 
 
 class Translator:

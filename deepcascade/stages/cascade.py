@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..inference.cascade import CascadeModel, build_level_nets
 from ..losses import feature_distance, wgan_critic_loss, wgan_generator_loss
 from ..networks.deep import DeepTranslator
-from ..visualize import feature_preview, save_grid, to_unit
+from ..outputs.grids import feature_preview, save_grid, to_unit
 from .deep import make_optimizers
 from .experiment import Experiment
 from .invert import load_inversion

@@ -11,7 +11,7 @@ import torch
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
 from ..losses import cycle_loss, identity_loss, wgan_critic_loss, wgan_generator_loss
 from ..networks.deep import DeepTranslator, FeatureCritic
-from ..visualize import feature_preview, save_grid, to_unit
+from ..outputs.grids import feature_preview, save_grid, to_unit
 from .experiment import Experiment
 from .invert import load_inversion
 

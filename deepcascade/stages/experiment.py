@@ -13,7 +13,7 @@ from ..backbones import Backbone, backbone_from_config
 from ..config import Config
 from ..engine import distributed
 from ..engine.run import RunDir
-from ..engine.trainer import resolve_device
+from ..device import resolve_device
 
 log = logging.getLogger("deepcascade")
 

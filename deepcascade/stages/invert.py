@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..engine.trainer import Stage, per_rank_batch
 from ..losses import lsgan_d_loss, lsgan_g_loss
 from ..networks.inversion import InversionNet, PatchDiscriminator
-from ..visualize import save_grid, to_unit
+from ..outputs.grids import save_grid, to_unit
 from .experiment import Experiment
 
 

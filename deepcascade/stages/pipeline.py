@@ -8,7 +8,8 @@ from pathlib import Path
 from ..config import Config, to_commented_yaml
 from ..engine import distributed
 from ..engine.run import RunDir
-from ..engine.trainer import resolve_device, stage_seed, train_stage
+from ..device import resolve_device
+from ..engine.trainer import stage_seed, train_stage
 from ..errors import UserError
 from .experiment import Experiment, seed_everything, setup_experiment
 

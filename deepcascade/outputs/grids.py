@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
-from .fileio import atomic_path
-from .data.transforms import to_pil
+from ..fileio import atomic_path
+from ..data.transforms import to_pil
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
+from ..errors import UserError
 
 log = logging.getLogger("deepcascade")
 
@@ -63,7 +63,7 @@ DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "lambda_adv": 0.0},
 
 def choose_backbone() -> tuple[str, str]:
     """('vgg19', 'imagenet') when VGG-19 ImageNet weights load, else the packaged EfficientNet-Lite0 weights."""
-    from .backbones import build_backbone
+    from ..backbones import build_backbone
 
     try:
         build_backbone("vgg19", "imagenet")
@@ -76,7 +76,7 @@ def choose_backbone() -> tuple[str, str]:
 
 
 def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str):
-    from .config import build_config
+    from ..config import build_config
 
     return build_config(extra={
         "name": "demo",
@@ -93,7 +93,7 @@ def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str):
 
 def target_share(images: list[Image.Image], target: str) -> float:
     """Share of images whose estimated silhouette aspect puts them in domain ``target``."""
-    from .data.synthetic import ASPECT_THRESHOLD, domain_score
+    from ..data.synthetic import ASPECT_THRESHOLD, domain_score
 
     scores = np.array([domain_score(im) for im in images])
     hits = scores > ASPECT_THRESHOLD if target == "B" else scores <= ASPECT_THRESHOLD
@@ -107,7 +107,7 @@ def measure(translator, rows: list[dict], target: str) -> dict:
     together: the balanced figure is the mean over directions."""
     import torch
 
-    from .data.transforms import to_pil, to_tensor
+    from ..data.transforms import to_pil, to_tensor
 
     sources = [Image.open(r["source"]).convert("RGB") for r in rows]
     recon = translator.reconstruct_tensor(torch.stack([to_tensor(s) for s in sources]))
@@ -118,11 +118,11 @@ def measure(translator, rows: list[dict], target: str) -> dict:
 
 def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: int = 0) -> dict:
     """Run the demo into ``out``; returns the measurements (also written to ``out/demo.json``)."""
-    from .data.synthetic import write_dataset
-    from .inference.translate_folder import translate_folder
-    from .inference.translator import Translator
-    from .report import write_index
-    from .stages.pipeline import run_training
+    from ..data.synthetic import write_dataset
+    from ..inference.translate_folder import translate_folder
+    from ..inference.translator import Translator
+    from ..outputs.html import write_index
+    from ..stages.pipeline import run_training
 
     t_start = time.time()
     out = Path(out)
@@ -173,7 +173,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
 
 def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:
     """A small picture for the README: a few strips of each direction stacked."""
-    from .visualize import save_image_atomic
+    from ..outputs.grids import save_image_atomic
 
     picks = []
     for d in ("a2b", "b2a"):

@@ -1,0 +1,1 @@
+"""What runs write for people: self-contained HTML pages and image grids."""
