@@ -36,8 +36,10 @@ class DataConfig:
     domain_b: str = _f("", "folder of domain B training images (searched recursively)")
     test_a: str = _f("", "folder of domain A test images (optional)")
     test_b: str = _f("", "folder of domain B test images (optional)")
-    image_size: int = _f(224, "training/inference crop size in pixels; divisible by 16", min=16)
-    load_size: int = _f(256, "shorter image side is resized to this before cropping; >= image_size", min=16)
+    image_size: int = _f(224, "training/inference crop size in pixels; a multiple of the backbone's deepest "
+                               "stride (16 for vgg19, 32 for efficientnet_lite0)", min=16)
+    load_size: int = _f(256, "shorter image side is resized to this before cropping; >= image_size, same "
+                             "multiple", min=16)
     workers: int = _f(2, "data-loading worker processes (0 = load in the main process)", min=0)
 
 
@@ -209,9 +211,14 @@ def _apply(obj, overrides: dict, prefix: str = "") -> None:
 
 
 def _validate(cfg: Config) -> None:
+    from .backbones.specs import get_spec  # plain data, no torch
+
     d = cfg.data
-    if d.image_size % 16:
-        raise UserError(f"config field 'data.image_size' must be divisible by 16, got {d.image_size}")
+    spec = get_spec(cfg.backbone.name)
+    for name, size in (("data.image_size", d.image_size), ("data.load_size", d.load_size)):
+        problem = spec.size_problem(size, name)
+        if problem:
+            raise UserError(problem)
     if d.load_size < d.image_size:
         raise UserError(f"config field 'data.load_size' ({d.load_size}) must be >= data.image_size "
                         f"({d.image_size})")

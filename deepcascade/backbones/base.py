@@ -2,7 +2,8 @@
 
 A backbone maps RGB images in [0, 1] (N, 3, H, W) to a feature pyramid of five levels, 1 (shallowest) to
 5 (deepest). Everything downstream (normalization, cache, inversion networks, translators, critics) reads
-only ``channels``, ``strides`` and ``forward``, so new backbones (AlexNet, a fine-tuned VGG-19,
+only ``channels``, ``strides`` (from the backbone's :class:`~deepcascade.backbones.specs.BackboneSpec`) and
+``forward``, so new backbones (AlexNet, a fine-tuned VGG-19,
 EfficientNet-Lite0) are added as further entries of the registry in ``backbones/__init__.py``.
 """
 
@@ -13,23 +14,25 @@ import abc
 import torch
 from torch import nn
 
+from .specs import LEVELS, BackboneSpec
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LEVELS = (1, 2, 3, 4, 5)
 
 
 class Backbone(nn.Module, abc.ABC):
-    """A frozen feature pyramid. Subclasses fill ``channels``/``strides`` and implement ``_features``."""
+    """A frozen feature pyramid. Subclasses set ``spec`` and implement ``_features`` and ``slice``."""
 
-    name: str = ""
-    #: channels of each level, e.g. {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
-    channels: dict[int, int] = {}
-    #: downsampling factor of each level relative to the input image
-    strides: dict[int, int] = {}
+    spec: BackboneSpec
 
     def __init__(self, relu: bool = False):
         super().__init__()
         self.relu = relu
+        self.name = self.spec.name
+        #: channels of each level, e.g. {1: 64, 2: 128, 3: 256, 4: 512, 5: 512} (depends on ``relu``)
+        self.channels: dict[int, int] = self.spec.channels(relu)
+        #: downsampling factor of each level relative to the input image
+        self.strides: dict[int, int] = self.spec.strides
         self.weights_file: str | None = None  # path of the loaded weights, None for random
         self.weights_sha256: str | None = None  # SHA-256 of that file
         self.weights_description = ""  # one line for the log, e.g. "ImageNet (vgg19-dcbb9e9d.pth)"
@@ -46,9 +49,9 @@ class Backbone(nn.Module, abc.ABC):
         return super().train(False)
 
     @property
-    def min_image_size(self) -> int:
-        """Smallest image size whose deepest level is still at least 1x1 (level 5 >= 4x4 is advised)."""
-        return self.strides[5]
+    def level_names(self) -> dict[int, str]:
+        """Human-readable name of each level (``conv_5_1``, ``block 15``)."""
+        return {l: s.name for l, s in self.spec.levels.items()}
 
     def feature_shape(self, level: int, image_size: int) -> tuple[int, int, int]:
         s = image_size // self.strides[level]

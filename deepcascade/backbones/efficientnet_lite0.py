@@ -38,7 +38,7 @@ cascade's per-level translators (one stride-2 transposed conv from level l+1 to 
 (one transposed conv per halving) therefore apply unchanged. Level 5 is the last block before the classifier
 head, the most semantic feature, the analogue of conv_5_1. The cost is a coarse level 5: ``image // 32``, so
 level 5 is 7x7 at 224 px, 4x4 at 128 px, and **128 px is the smallest image size leaving level 5 at least 4x4**
-(``min_image_size`` = 32 gives 1x1). Taking level 5 at stride 16 (stage 5) instead would have made two levels
+(32 px gives 1x1). Taking level 5 at stride 16 (stage 5) instead would have made two levels
 share a resolution and broken the one-halving-per-level structure.
 
 Pre- vs post-ReLU (``relu``). The block outputs above are *linear* (projection conv + BN, plus the residual;
@@ -57,8 +57,7 @@ for level 5 the 1280-channel head activation that the classifier average-pools::
 
 Both are activations of the unmodified pretrained network and ``slice(l)`` maps level l to level l+1 exactly
 in both modes (each split block is the first of its stage, which has no residual). Note that the channel
-counts depend on the flag: ``channels`` (class attribute) is the ``relu=False`` table and an instance built
-with ``relu=True`` carries ``CHANNELS_RELU``. Rejected alternatives, measured on ``chelsea()``: applying ReLU to
+counts depend on the flag (both tables are in ``specs.py``). Rejected alternatives, measured on ``chelsea()``: applying ReLU to
 the block outputs *and* continuing the network from the rectified tensors destroys the classifier (top-1
 probability 0.001, a uniform output); rectifying only the returned copies leaves ``slice`` unable to
 reproduce the next level, because the negative half of the bottleneck is lost.
@@ -74,6 +73,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from .specs import SPECS
 from .weights import load_state_dict_file
 
 BN_EPS = 1e-3
@@ -241,19 +241,14 @@ class _FrozenSequential(nn.Sequential):
 class EfficientNetLite0Pyramid(Backbone):
     """Five levels of EfficientNet-Lite0, strides 2..32 (see the module docstring for the table).
 
-    ``channels`` is the default (``relu=False``) table; an instance built with ``relu=True`` has
-    ``channels == CHANNELS_RELU`` (its levels are the network's post-ReLU6 expansions).
+    ``channels`` depends on ``relu`` (``specs.py``): with ``relu=True`` the levels are the network's post-ReLU6
+    expansions.
     """
 
-    name = "efficientnet_lite0"
-    channels = {1: 16, 2: 24, 3: 40, 4: 112, 5: 320}
-    strides = {1: 2, 2: 4, 3: 8, 4: 16, 5: 32}
-    CHANNELS_RELU = {1: 96, 2: 144, 3: 240, 4: 672, 5: 1280}
+    spec = SPECS["efficientnet_lite0"]
 
     def __init__(self, relu: bool = False):
         super().__init__(relu)
-        if relu:
-            self.channels = dict(self.CHANNELS_RELU)
         self.net = EfficientNetLite0()
         # ImageNet-normalized x (from Backbone.forward) -> Lite-normalized: x * scale + shift, per channel.
         im_mean, im_std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)

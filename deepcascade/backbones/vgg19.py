@@ -11,6 +11,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from ..errors import UserError
 from .base import Backbone
+from .specs import SPECS
 from .weights import load_state_dict_file, resolve_pretrained
 
 # torchvision ``vgg19().features`` index of conv_i_1; the ReLU follows at index + 1.
@@ -20,9 +21,7 @@ CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}
 class VGG19Pyramid(Backbone):
     """conv_i_1 outputs of torchvision's VGG-19, pre-ReLU (default) or post-ReLU."""
 
-    name = "vgg19"
-    channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
-    strides = {1: 1, 2: 2, 3: 4, 4: 8, 5: 16}
+    spec = SPECS["vgg19"]
 
     def __init__(self, relu: bool = False):
         super().__init__(relu)

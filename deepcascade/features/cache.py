@@ -61,7 +61,7 @@ import torch
 
 from .. import __version__
 from ..fileio import write_text
-from ..backbones.base import LEVELS
+from ..backbones.specs import LEVELS
 from ..data.images import load_image
 from ..data.transforms import center_crop, resize_shorter
 from ..errors import UserError

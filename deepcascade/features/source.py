@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..backbones.base import LEVELS
+from ..backbones.specs import LEVELS
 from ..data.images import load_image, scan_images
 from ..data.transforms import test_transform
 from ..errors import UserError
