@@ -2,8 +2,8 @@
 
 WGAN-GP for the translators and deepVAE generators (supplementary 1.1 and equation 2), LSGAN for the
 inversion networks only ("For the adversarial metric, only here, we have used LS-GAN"), and the cycle /
-identity / reconstruction distances of METHOD.md sections 3-4. Adversarial scores are reduced in float32 so
-the losses are safe under fp16/bf16 autocast.
+identity / reconstruction distances of docs/method.md sections 3-4. Adversarial scores are reduced in float32
+so the losses are safe under fp16/bf16 autocast.
 """
 
 from __future__ import annotations

@@ -13,11 +13,9 @@ torch so that this state dict loads with ``strict=True``:
   half a pixel.
 - Input normalization: the TF Lite models expect ``(255·x − 127) / 128`` (mean 127, std 128 on 0..255), not the
   ImageNet mean/std. ``Backbone.forward`` applies ImageNet mean/std, so ``_features`` undoes it and applies the
-  Lite normalization (one per-channel affine map); see ``LITE_MEAN``/``LITE_STD``. Evidence: both
-  normalizations put ``skimage.data.chelsea()`` in a cat class (the test image does not decide it), but the
-  stem's BN running variance does: on eight skimage photos the stem-conv output variance over the stored
-  running variance has median 0.89 with the Lite normalization and 4.4 with ImageNet mean/std
-  (tests/test_efficientnet.py checks this ratio).
+  Lite normalization (one per-channel affine map); see ``LITE_MEAN``/``LITE_STD``. The stem's batch-norm
+  running variance is what shows it: it fits Lite-normalized inputs, not ImageNet ones (figures in
+  docs/measurements.md; tests/test_efficientnet.py checks it).
 
 Blocks (MBConv, index in ``_blocks``; e = expansion, k = depthwise kernel)::
 
@@ -57,10 +55,9 @@ for level 5 the 1280-channel head activation that the classifier average-pools::
 
 Both are activations of the unmodified pretrained network and ``slice(l)`` maps level l to level l+1 exactly
 in both modes (each split block is the first of its stage, which has no residual). Note that the channel
-counts depend on the flag (both tables are in ``specs.py``). Rejected alternatives, measured on ``chelsea()``: applying ReLU to
-the block outputs *and* continuing the network from the rectified tensors destroys the classifier (top-1
-probability 0.001, a uniform output); rectifying only the returned copies leaves ``slice`` unable to
-reproduce the next level, because the negative half of the bottleneck is lost.
+counts depend on the flag (both tables are in ``specs.py``). Rectifying the block outputs instead was
+rejected: continuing the network from rectified tensors destroys the classifier, and rectifying only the
+returned copies leaves ``slice`` unable to reproduce the next level (docs/measurements.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""VGG-19 feature pyramid: conv_i_1 for i = 1..5 (METHOD.md section 1)."""
+"""VGG-19 feature pyramid: conv_i_1 for i = 1..5 (docs/method.md section 1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Built-in synthetic two-domain data whose domains differ in *shape*, in the spirit of zebra <-> giraffe.
 
-The paper's point is translation between domains whose shapes differ (METHOD.md section 0). These two domains
+The paper's point is translation between domains whose shapes differ (docs/method.md section 0). These domains
 let the whole pipeline be run and measured without downloading anything:
 
 - **Domain A, "zebra-like"**: a wide, low body (ellipse about 2-2.6x wider than tall), short legs, a short thick
@@ -15,23 +15,20 @@ ground of grass / savanna / dirt with multi-scale value noise, horizon at 35-68%
 and vary position, scale (by bounding-box area, so size is no cue), pose (neck and head angle, independent leg
 swing, tail) and facing (left/right). The animal is always wholly inside the frame. Rendering uses PIL
 ImageDraw at 2-4x supersampling, then a box-filter downsample (antialiasing); the smooth background is drawn
-at the output size and upsampled. About 17 ms per 128 px image on one core (1200 PNGs in under 30 s).
+at the output size and upsampled (rendering speed: docs/measurements.md).
 
 Every image is a pure function of ``(domain, index, size, seed)`` (a ``numpy.random.Generator`` seeded with
 ``SeedSequence([seed, domain, index])``; no global RNG), so any count or subset is consistent: the first 100
 images of a 500-image set are the 100-image set. Test images use indices ``TEST_INDEX_BASE + i``, disjoint from
-the training indices. The same seed and index at another size give the same scene at another resolution (a
-256 px render box-downsampled to 64 px differs from the 64 px render by about 2/255 on average).
+the training indices. The same seed and index at another size give the same scene at another resolution.
 
 Measurement that separates the domains by shape: the silhouette's bounding-box aspect ratio
-``mask_aspect(mask) = height / width`` (mask from :func:`silhouette_mask`). Over 200 samples per domain at
-128 px it is 0.70 +- 0.05 (max 0.88) for A and 1.68 +- 0.24 (min 1.18) for B, the same at 32-256 px, so
-``ASPECT_THRESHOLD = 1.0`` classifies all of them. Colour is not what tells them apart at the image level: the
-best threshold on any whole-image mean colour statistic (R, G, B, luminance, R-B) classifies only about 60%,
-because both domains share the backgrounds (the coats do differ, as texture should). For images without a mask,
-e.g. translations, :func:`domain_score` estimates the same aspect ratio from the image alone (the bounding box
-of the strongly textured pixels: the animal against a smooth background); at the same threshold it classifies
-99-100% of rendered images at 32-256 px. tests/test_synthetic.py checks these claims on fresh samples.
+``mask_aspect(mask) = height / width`` (mask from :func:`silhouette_mask`), below ``ASPECT_THRESHOLD = 1.0``
+for A and above it for B at 32-256 px. Colour does not tell them apart at the image level, because both
+domains share the backgrounds (the coats do differ, as texture should). For images without a mask, e.g.
+translations, :func:`domain_score` estimates the same aspect ratio from the image alone (the bounding box of the
+strongly textured pixels: the animal against a smooth background). The figures are in docs/measurements.md;
+tests/test_synthetic.py checks these claims on fresh samples.
 """
 
 from __future__ import annotations

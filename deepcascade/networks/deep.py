@@ -1,4 +1,4 @@
-"""Deepest-level translator T_AB / T_BA and the WGAN-GP critic on feature maps (METHOD.md section 3)."""
+"""Deepest-level translator T_AB / T_BA and the WGAN-GP critic on feature maps (docs/method.md section 3)."""
 
 from __future__ import annotations
 

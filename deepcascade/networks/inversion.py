@@ -1,4 +1,4 @@
-"""Feature inversion I_l and its PatchGAN discriminator (METHOD.md section 2).
+"""Feature inversion I_l and its PatchGAN discriminator (docs/method.md section 2).
 
 "Feature Inversion" paragraph of the supplementary: one network per backbone level turns normalized level-l
 features back into an RGB image in [-1, 1]; it is trained with an LSGAN PatchGAN discriminator.

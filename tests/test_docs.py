@@ -1,0 +1,112 @@
+"""The user-facing documents (README.md, docs/*.md) stay inside the repository and name only files that exist.
+
+Users get the repository and nothing beside it, so a pointer to the development specs (``../shared/...``) is a
+dead link for them; and a path that names a moved or deleted file is a wrong instruction. Checked: no such
+pointer; every repository path mentioned (``docs/x.md``, ``deepcascade/.../x.py``, ``benchmarks/x.py``,
+``tests/x.py``, and folders under those) exists; every relative Markdown link resolves, including its
+``#anchor`` when it points into a Markdown file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+FORBIDDEN = ("../shared", "shared/spec")
+# A path from the repository root: one of these folders, then path characters. Not preceded by a path character,
+# so ``../x/deepcascade/y.py`` or ``/abs/deepcascade/y.py`` are not read as repository paths.
+REPO_PATH = re.compile(r"(?<![\w/.-])(?:docs|deepcascade|benchmarks|tests)/[\w./-]*")
+# Inline Markdown links and images: [text](target) / ![alt](target); the target ends at whitespace or ')'.
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")
+FENCE = re.compile(r"^(```|~~~)")
+
+
+def repo_paths(text: str) -> list[str]:
+    """Repository paths mentioned in ``text``, without a trailing sentence dot."""
+    return [m.group(0).rstrip(".") for m in REPO_PATH.finditer(text)]
+
+
+def relative_links(text: str) -> list[str]:
+    """Targets of Markdown links that are neither URLs nor in-page anchors."""
+    return [t for t in LINK.findall(text) if not re.match(r"^[a-z][a-z0-9+.-]*:", t, re.I)]
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(markdown: str) -> set[str]:
+    """Anchors of every heading outside fenced code blocks (repeated headings get -1, -2, ... as on GitHub)."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    in_fence = False
+    for line in markdown.splitlines():
+        if FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        m = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if m and not in_fence:
+            s = slug(m.group(1))
+            n = seen.get(s, 0)
+            seen[s] = n + 1
+            found.add(s if n == 0 else f"{s}-{n}")
+    return found
+
+
+def problems(doc: Path, text: str) -> list[str]:
+    """Everything wrong with ``text`` (the content of ``doc``): forbidden pointers, missing paths, dead links."""
+    out = [f"{doc.name}: points outside the repository ({bad!r})" for bad in FORBIDDEN if bad in text]
+    for p in repo_paths(text):
+        if not (ROOT / p).exists():
+            out.append(f"{doc.name}: names {p}, which does not exist")
+    for target in relative_links(text):
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        if not dest.exists():
+            out.append(f"{doc.name}: link {target} -> {dest} does not exist")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text(encoding="utf-8")):
+            out.append(f"{doc.name}: link {target}: no heading with anchor #{anchor} in {dest.name}")
+    return out
+
+
+def test_the_documents_exist():
+    names = {d.relative_to(ROOT).as_posix() for d in DOCS}
+    assert {"README.md", "docs/method.md", "docs/measurements.md"} <= names
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.relative_to(ROOT).as_posix())
+def test_document_stays_inside_the_repository_and_names_existing_files(doc):
+    assert problems(doc, doc.read_text(encoding="utf-8")) == []
+
+
+def test_readme_lists_every_document_in_docs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for doc in DOCS[1:]:
+        assert f"docs/{doc.name}" in readme, f"README.md does not mention docs/{doc.name}"
+
+
+def test_the_checks_find_what_they_look_for():
+    """The extraction is not vacuous: it finds the README's real references and reports made-up ones."""
+    readme = ROOT / "README.md"
+    assert {"docs/method.md", "docs/measurements.md", "docs/demo.png"} <= set(repo_paths(readme.read_text(encoding="utf-8")))
+    bad = ("See ../shared/spec/METHOD.md, `deepcascade/no_such_module.py`, tests/test_docs.py.\n"
+           "[a](docs/method.md#no-such-heading) [b](docs/missing.md) [c](https://example.org/x.md) "
+           "[d](docs/method.md#1-feature-hierarchy-and-normalization)\n")
+    found = problems(readme, bad)
+    assert any("'../shared'" in p for p in found) and any("'shared/spec'" in p for p in found)
+    assert any("deepcascade/no_such_module.py" in p for p in found)
+    assert any("#no-such-heading" in p for p in found)
+    assert any("docs/missing.md" in p for p in found)
+    assert not any("tests/test_docs.py" in p or "example.org" in p or "1-feature-hierarchy" in p for p in found)
+    assert len(found) == 6, found  # missing.md counts twice: as a named path and as a link
+
+
+def test_heading_anchors_follow_github():
+    md = "# A. B (c, d, …)\n```\n# not a heading\n```\n## Demo\n## Demo\n"
+    assert anchors(md) == {"a-b-c-d-", "demo", "demo-1"}
