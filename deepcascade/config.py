@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .backbones.specs import SPECS
 from .presets import PRESETS
 
 
@@ -45,7 +46,7 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = _f("vgg19", "frozen feature extractor", choices=["vgg19", "efficientnet_lite0"])
+    name: str = _f("vgg19", "frozen feature extractor", choices=list(SPECS))
     weights: str = _f("imagenet", "'imagenet' (torch hub cache, or download when online), 'random' (tests "
                                   "only) or a path to a torchvision-format state dict")
     relu: bool = _f(False, "take each level after its ReLU instead of before")
@@ -211,12 +212,10 @@ def _apply(obj, overrides: dict, prefix: str = "") -> None:
 
 
 def _validate(cfg: Config) -> None:
-    from .backbones.specs import get_spec  # plain data, no torch
-
     d = cfg.data
-    spec = get_spec(cfg.backbone.name)
+    spec = SPECS[cfg.backbone.name]  # the name was checked against the choices
     for name, size in (("data.image_size", d.image_size), ("data.load_size", d.load_size)):
-        problem = spec.size_problem(size, name)
+        problem = spec.size_problem(size, f"config field '{name}'")
         if problem:
             raise UserError(problem)
     if d.load_size < d.image_size:

@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 from .errors import UserError
 
 
@@ -58,6 +56,8 @@ def write_text(path: str | Path, text: str) -> None:
 def safe_torch_load(path: str | Path, what: str, hint: str = ""):
     """``torch.load(path, weights_only=True)`` on the CPU; a missing, truncated, corrupt or code-carrying file
     raises UserError naming ``what`` and the path (plus ``hint``)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")

@@ -41,10 +41,11 @@ import torch
 from torch import nn
 
 from deepcascade.engine.trainer import TrainContext
-from deepcascade.inference.cascade import CascadeModel, build_level_nets
+from deepcascade.models import level_nets as build_level_nets
+from deepcascade.networks import CascadeModel
 from deepcascade.networks.deep import DeepTranslator
 from deepcascade.stages import cascade as cascade_stage
-from deepcascade.stages.deep import make_optimizers
+from deepcascade.stages.adversarial import adversarial_step, make_optimizers
 
 C5, C4, S5, K, K_STYLE = 64, 32, 4, 4, 2
 IMAGE_SIZE = 64
@@ -106,23 +107,14 @@ def cascade_config(**overrides):
 
 def level_train_step(nets, deep, batches_a, batches_b, c, ctx) -> dict:
     """CascadeStage.train_step with the frozen cascade replaced by ``deep`` (level-5 translators)."""
-    stats = {}
-    for a, b in zip(batches_a[:-1], batches_b[:-1]):
+    def inputs(a, b):
         with torch.no_grad():
-            in_ab, in_ba = deep["AB"](a[5]), deep["BA"](b[5])
-        stats = cascade_stage.critic_step(nets, 4, a, b, in_ab, in_ba, c.lambda_gp, ctx)
-    a, b = batches_a[-1], batches_b[-1]
-    critics = [nets["D_A"], nets["D_B"]]
-    for d in critics:
-        d.requires_grad_(False)
-    with ctx.autocast():
-        with torch.no_grad():
-            in_ab, in_ba = deep["AB"](a[5]), deep["BA"](b[5])
-        g = cascade_stage.generator_losses(nets, 4, a, b, in_ab, in_ba, c)
-    ctx.optimize("G", g["loss"])
-    for d in critics:
-        d.requires_grad_(True)
-    return {**stats, **{k: v.detach() for k, v in g.items()}}
+            return deep["AB"](a[5]), deep["BA"](b[5])
+
+    return adversarial_step(list(zip(batches_a, batches_b)),
+                            lambda ab: cascade_stage.critic_step(nets, 4, *ab, *inputs(*ab), c.lambda_gp, ctx),
+                            lambda ab: cascade_stage.generator_losses(nets, 4, *ab, *inputs(*ab), c),
+                            [nets["D_A"], nets["D_B"]], ctx)
 
 
 def mean_distance(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -30,7 +30,9 @@ import pytest
 import torch
 
 from deepcascade.engine.trainer import TrainContext
+from deepcascade.models import deep_nets
 from deepcascade.stages import deep as deep_stage
+from deepcascade.stages.adversarial import make_optimizers
 
 C, S, K = 64, 4, 4  # channels, spatial size, content dimensions
 SEED = 0
@@ -87,8 +89,8 @@ def train_deep(seed: int = SEED, steps: int = STEPS, lr: float = LR, **config) -
     domains = Domains(seed + 1)
     held = torch.Generator().manual_seed(seed + 2)
     a_test, b_test = domains.sample("a", HELD_OUT, held), domains.sample("b", HELD_OUT, held)
-    nets = deep_stage.build_deep_nets(C, S, gn_groups=8, critic_width=64)
-    ctx = TrainContext(torch.device("cpu"), "fp32", deep_stage.make_optimizers(nets, lr))
+    nets = deep_nets(C, S, gn_groups=8, critic_width=64)
+    ctx = TrainContext(torch.device("cpu"), "fp32", make_optimizers(nets, lr))
     c = deep_config(**config)
     before = measure(nets, a_test, b_test)
     g = torch.Generator().manual_seed(seed + 3)
@@ -149,8 +151,8 @@ def test_train_step_uses_n_critic_critic_updates():
     """n_critic + 1 batches: the critics take n_critic Adam steps, the translators one."""
     torch.manual_seed(0)
     domains = Domains(1)
-    nets = deep_stage.build_deep_nets(C, S, gn_groups=8, critic_width=16)
-    opts = deep_stage.make_optimizers(nets, LR)
+    nets = deep_nets(C, S, gn_groups=8, critic_width=16)
+    opts = make_optimizers(nets, LR)
     ctx = TrainContext(torch.device("cpu"), "fp32", opts)
     deep_stage.train_step(nets, *batches(domains, torch.Generator().manual_seed(0), 3, 4), deep_config(n_critic=3), ctx)
     step = lambda opt: int(opt.state[opt.param_groups[0]["params"][0]]["step"])
@@ -164,8 +166,8 @@ def test_train_step_under_autocast(precision):
     """bf16 autocast, and fp16 with the GradScalers, on CPU: finite losses, every network updated."""
     torch.manual_seed(0)
     domains = Domains(1)
-    nets = deep_stage.build_deep_nets(C, S, gn_groups=8, critic_width=16)
-    ctx = TrainContext(torch.device("cpu"), precision, deep_stage.make_optimizers(nets, 1e-3))
+    nets = deep_nets(C, S, gn_groups=8, critic_width=16)
+    ctx = TrainContext(torch.device("cpu"), precision, make_optimizers(nets, 1e-3))
     assert all(s.is_enabled() == (precision == "fp16") for s in ctx.scalers.values())
     start = {k: [p.detach().clone() for p in n.parameters()] for k, n in nets.items()}
     g = torch.Generator().manual_seed(0)

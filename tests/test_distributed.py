@@ -43,15 +43,17 @@ def _train(rank: int, all_reduce: bool) -> dict:
     """Different init per rank -> broadcast -> critic_step x3 and train_step x2 on this rank's own data."""
     from deepcascade.engine import distributed
     from deepcascade.engine.trainer import TrainContext
+    from deepcascade.models import deep_nets
     from deepcascade.stages import deep as deep_stage
+    from deepcascade.stages.adversarial import make_optimizers
 
     torch.manual_seed(100 + rank)  # different initialisation and gradient-penalty draws on each rank
-    nets = deep_stage.build_deep_nets(C, S, gn_groups=4, critic_width=16)
+    nets = deep_nets(C, S, gn_groups=4, critic_width=16)
     before_broadcast = _state(nets)
     for net in nets.values():
         distributed.broadcast_module(net)
     initial = _state(nets)
-    ctx = TrainContext(torch.device("cpu"), "fp32", deep_stage.make_optimizers(nets, 1e-3))
+    ctx = TrainContext(torch.device("cpu"), "fp32", make_optimizers(nets, 1e-3))
     data = torch.Generator().manual_seed(1000 + rank)  # different data on each rank
     draw = lambda: torch.tanh(torch.randn(4, C, S, S, generator=data) + (0.5 if rank else -0.5))
     c = types.SimpleNamespace(lambda_gp=10.0, lambda_cycle=100.0, lambda_identity=100.0, norm="l1", n_critic=1)

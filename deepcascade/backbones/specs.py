@@ -44,14 +44,15 @@ class BackboneSpec:
     def feature_size(self, level: int, image_size: int) -> int:
         return image_size // self.levels[level].stride
 
-    def size_problem(self, size: int, field: str) -> str | None:
-        """None when ``size`` fits this backbone, else a message naming the field and sizes that work."""
+    def size_problem(self, size: int, what: str) -> str | None:
+        """None when ``size`` fits this backbone, else a message naming ``what`` (the field or flag) and sizes
+        that work."""
         m = self.size_multiple
         if size % m == 0 and size >= m:
             return None
         lo, hi = max(m, size // m * m), (size // m + 1) * m
         near = f"{lo} or {hi}" if lo != hi and lo < size else f"{hi}"
-        return (f"config field '{field}' is {size}, but backbone {self.name} needs a multiple of {m} (the stride "
+        return (f"{what} is {size}, but backbone {self.name} needs a multiple of {m} (the stride "
                 f"of its level 5, {self.levels[5].name}); e.g. {near}")
 
 

@@ -8,11 +8,12 @@ HELP = "train a stage (or --stage all) into a run directory; resumable"
 
 
 def add_arguments(p):
-    from ..stages.pipeline import STAGE_KINDS
+    from ..stages.registry import KINDS
 
     p.add_argument("config", help="YAML config file (see `deepcascade config`)")
-    p.add_argument("--stage", required=True, choices=list(STAGE_KINDS) + ["all"],
-                   help="what to train; 'all' runs every stage in order, skipping finished ones")
+    p.add_argument("--stage", required=True, choices=list(KINDS) + ["all"],
+                   help="what to train; 'all' runs every stage in order, skipping finished ones: "
+                        + "; ".join(f"{k.name}: {k.help}" for k in KINDS.values()))
     p.add_argument("--level", type=int, default=None, help="train only this level of the stage")
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",

@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -22,6 +23,24 @@ from ..errors import UserError
 from . import distributed
 
 log = logging.getLogger("deepcascade")
+
+
+#: Stage kinds whose name carries no level: they train one level only.
+_UNLEVELLED = {"deep": 5}
+_STAGE_NAME = re.compile(r"^(?P<kind>[a-z_]+?)(?P<level>[1-5])?$")
+
+
+def stage_name(kind: str, level: int) -> str:
+    """The name of a stage in files and logs: ``invert5``, ``deep`` (level 5), ``cascade4``."""
+    return kind if kind in _UNLEVELLED else f"{kind}{level}"
+
+
+def parse_stage_name(name: str) -> tuple[str, int]:
+    """``cascade4`` -> ("cascade", 4), ``deep`` -> ("deep", 5); the inverse of :func:`stage_name`."""
+    m = _STAGE_NAME.match(name)
+    if not m or (m["level"] is None) != (m["kind"] in _UNLEVELLED):
+        raise ValueError(f"not a stage name: {name!r}")
+    return m["kind"], int(m["level"]) if m["level"] else _UNLEVELLED[m["kind"]]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -126,6 +145,7 @@ class RunDir:
                 f.write(json.dumps(record) + "\n")
 
     def snapshot_path(self, stage: str) -> Path:
+        """``models/<stage>.pt``: the inference snapshot that marks a stage (see :func:`stage_name`) finished."""
         return self.models / f"{stage}.pt"
 
     def finished(self, stage: str) -> bool:

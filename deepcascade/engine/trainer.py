@@ -83,9 +83,6 @@ class Stage(abc.ABC):
     def sample(self, path: Path) -> None:
         """Write a fixed-input sample grid to ``path`` (PNG)."""
 
-    def snapshot(self) -> dict:
-        """State dicts stored in the inference snapshot (default: every network)."""
-        return {k: v.state_dict() for k, v in self.nets.items()}
 
 
 def per_rank_batch(batch_size: int, per_rank: bool) -> int:
@@ -118,6 +115,14 @@ def _stop_signals():
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _snapshot(stage: Stage, config: dict) -> dict:
+    """The inference snapshot: every network's weights and constructor arguments (``net.arch``, set by
+    :func:`deepcascade.models.build`), so that it loads without the config."""
+    return {**ckpt_io.base_record(stage.name, stage.compat, config),
+            "nets": {k: v.state_dict() for k, v in stage.nets.items()},
+            "arch": {k: getattr(v, "arch", None) for k, v in stage.nets.items()}}
 
 
 def _state(stage: Stage, ctx: TrainContext, step: int, generator, config: dict) -> dict:
@@ -181,8 +186,7 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
         log.info("stage %s: resumed from %s (step %d of %d)", stage.name, found[0], start, stage.steps)
     if start >= stage.steps:
         if main and not run.finished(stage.name):
-            ckpt_io.atomic_save({**ckpt_io.base_record(stage.name, stage.compat, cfg.to_dict()),
-                                 "nets": stage.snapshot()}, run.snapshot_path(stage.name))
+            ckpt_io.atomic_save(_snapshot(stage, cfg.to_dict()), run.snapshot_path(stage.name))
         log.info("stage %s: already finished (%d steps)", stage.name, start)
         return "skipped"
 
@@ -251,7 +255,6 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
     finally:
         bar.close()
     if main:
-        ckpt_io.atomic_save({**ckpt_io.base_record(stage.name, stage.compat, config), "nets": stage.snapshot()},
-                            run.snapshot_path(stage.name))
+        ckpt_io.atomic_save(_snapshot(stage, config), run.snapshot_path(stage.name))
     log.info("stage %s: finished", stage.name)
     return "done"

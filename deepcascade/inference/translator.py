@@ -12,56 +12,39 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..backbones import backbone_from_config
-from ..engine.run import RunDir
-from ..device import resolve_device
-from ..errors import UserError
 from ..data.transforms import test_transform, to_pil
+from ..errors import UserError
+from ..models import TrainedRun, open_run
 from ..outputs.grids import to_unit
 
 
 class Translator:
     """A trained run, ready to translate images between its two domains."""
 
-    def __init__(self, exp, cascade, inversions: dict):
-        self.exp = exp
+    def __init__(self, trained: TrainedRun, cascade, inversions: dict):
+        self.trained = trained
         self.cascade = cascade.eval()
         self.inversions = inversions  # level -> InversionNet (the levels whose I_l was trained)
-        self.image_size = exp.cfg.data.image_size
+        self.image_size = trained.cfg.data.image_size
+        self.size_multiple = trained.backbone.spec.size_multiple
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", final_level: int | None = None) -> "Translator":
         """Load a run directory trained by ``deepcascade train`` (down to ``final_level``, default: as far as
         the config's ``cascade.final_level`` or the deepest level trained)."""
-        from ..features.normalization import Normalizer
-        from ..stages.cascade import load_cascade
-        from ..stages.experiment import Experiment
-        from ..stages.invert import load_inversion
-
-        run = RunDir(run_dir)
-        cfg = run.stored_config()
-        if cfg is None:
-            raise UserError(f"{run_dir} is not a deepcascade run directory (no config.yaml)")
-        if not run.normalization_file.is_file():
-            raise UserError(f"{run_dir} has no normalization statistics ({run.normalization_file}); train it first")
-        dev = resolve_device(device)
-        backbone = backbone_from_config(cfg).to(dev)
-        normalizer = Normalizer.load(run.normalization_file).to(dev)
-        exp = Experiment(cfg, run, dev, backbone, normalizer, None, None)
+        trained = open_run(run_dir, device)
         if final_level is None:
-            final_level = cfg.cascade.final_level
-            while final_level < 5 and not run.finished(f"cascade{final_level}"):
-                final_level += 1
-        cascade = load_cascade(exp, final_level)
-        inversions = {l: inv for l in range(final_level, 6) if (inv := load_inversion(exp, l)) is not None}
+            final_level = trained.deepest_trained_level()
+        cascade = trained.models.cascade(final_level)
+        inversions = {l: inv for l in range(final_level, 6) if (inv := trained.models.inversion(l)) is not None}
         if final_level not in inversions:
             raise UserError(f"the inversion network of level {final_level} is not trained in {run_dir}; "
                             f"run `deepcascade train CONFIG --stage invert`")
-        return cls(exp, cascade, inversions)
+        return cls(trained, cascade, inversions)
 
     @property
     def device(self) -> torch.device:
-        return self.exp.device
+        return self.trained.device
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """The test transform: shorter side to ``image_size``, centre crop; (3, S, S) in [0, 1]."""
@@ -70,20 +53,22 @@ class Translator:
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor, direction: str = "a2b", final_level: int | None = None,
                          return_levels: bool = False):
-        """(N, 3, H, W) in [0, 1] with H, W divisible by 16 -> translated (N, 3, H, W) in [0, 1].
+        """(N, 3, H, W) in [0, 1], H and W multiples of the backbone's deepest stride -> translated, same shape.
 
         With ``return_levels`` also a dict {level: images} inverting every translated level that has an
         inversion network (the per-level strip of the supplementary's figures 15-16).
         """
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % 16 or x.shape[-2] % 16:
-            raise ValueError(f"expected images (N, 3, H, W) with H, W divisible by 16, got {tuple(x.shape)}")
+        m = self.size_multiple
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % m or x.shape[-2] % m:
+            raise ValueError(f"expected images (N, 3, H, W) with H, W multiples of {m} (backbone "
+                             f"{self.trained.backbone.name}), got {tuple(x.shape)}")
         final = self.cascade.final_level if final_level is None else final_level
         if final not in self.inversions:
             raise UserError(f"no inversion network for level {final}; available: {sorted(self.inversions)}")
-        exp = self.exp
+        t = self.trained
         x = x.to(self.device, torch.float32)
-        raw = exp.backbone(x, range(final, 6))
-        feats = {l: exp.normalizer.normalize(f, l) for l, f in raw.items()}
+        raw = t.backbone(x, range(final, 6))
+        feats = {l: t.normalizer.normalize(f, l) for l, f in raw.items()}
         out = self.cascade.translate(feats, direction, final)
         result = to_unit(self.inversions[final](out[final])).clamp(0, 1).cpu()
         if not return_levels:
@@ -100,7 +85,7 @@ class Translator:
         if level not in self.inversions:
             raise UserError(f"no inversion network for level {level}; available: {sorted(self.inversions)}")
         x = x.to(self.device, torch.float32)
-        f = self.exp.normalizer.normalize(self.exp.backbone(x, [level])[level], level)
+        f = self.trained.normalizer.normalize(self.trained.backbone(x, [level])[level], level)
         return to_unit(self.inversions[level](f)).clamp(0, 1).cpu()
 
     def translate(self, images, direction: str = "a2b", final_level: int | None = None,

@@ -2,18 +2,21 @@
 
 - ``inversion``: feature inversion I_l and its PatchGAN discriminator (supplementary, "Feature Inversion").
 - ``deep``: deepest-level translator (Table 1) and the WGAN-GP feature critic.
-- ``cascade``: coarse-to-fine translator T^l (Table 3), AdaIN, and the AdaIN parameter predictor M^l (Table 2).
+- ``cascade``: coarse-to-fine translator T^l (Table 3), AdaIN, the AdaIN parameter predictor M^l (Table 2), and
+  the cascade of trained levels used at inference.
 
 Channel counts and strides are constructor arguments taken from the backbone, never VGG constants.
 """
 
-from .cascade import AdaIN, AdaINPredictor, CascadeTranslator, adain, predictor_convs
+from .cascade import DIRECTIONS, AdaIN, AdaINPredictor, CascadeModel, CascadeTranslator, adain, predictor_convs
 from .deep import DeepTranslator, FeatureCritic, critic_sizes, group_count
 from .inversion import InversionNet, PatchDiscriminator
 
 __all__ = [
     "AdaIN",
     "AdaINPredictor",
+    "CascadeModel",
+    "DIRECTIONS",
     "CascadeTranslator",
     "DeepTranslator",
     "FeatureCritic",

@@ -2,7 +2,8 @@
 
 For level l in direction A->B: ``e~_l = T^l(e~_{l+1}; theta)`` with ``theta = M^l(e_l(source))``: the translator
 upsamples the translated deeper level, and the predictor reads the source's own level-l features to set the
-AdaIN scales and shifts inside the translator.
+AdaIN scales and shifts inside the translator. :class:`CascadeModel` chains the trained levels, deepest first
+(METHOD.md section 5).
 """
 
 from __future__ import annotations
@@ -142,3 +143,40 @@ class AdaINPredictor(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """AdaIN parameters (N, n_params) in the layout of :meth:`CascadeTranslator.split_params`."""
         return self.head(self.pool(self.features(features)).flatten(1))
+
+
+DIRECTIONS = {"a2b": "AB", "b2a": "BA"}
+
+
+class CascadeModel(nn.Module):
+    """Level-5 translators plus the (T^l, M^l) pairs of the levels trained so far, both directions."""
+
+    def __init__(self, deep: dict, levels: dict[int, dict]):
+        super().__init__()
+        self.deep = nn.ModuleDict({d: deep[f"T_{d}"] for d in ("AB", "BA")})
+        self.levels = nn.ModuleDict({
+            str(l): nn.ModuleDict({k: v for k, v in nets.items() if k[0] in "TM"}) for l, nets in levels.items()})
+
+    @property
+    def final_level(self) -> int:
+        """Shallowest level this cascade can produce."""
+        return min([5] + [int(l) for l in self.levels])
+
+    @torch.no_grad()
+    def translate(self, features: dict[int, torch.Tensor], direction: str, final_level: int | None = None
+                  ) -> dict[int, torch.Tensor]:
+        """Translated normalized features of every level from 5 down to ``final_level``.
+
+        ``features`` holds the source's normalized features of levels final_level..5.
+        """
+        d = DIRECTIONS.get(direction, direction)
+        if d not in ("AB", "BA"):
+            raise ValueError(f"direction must be 'a2b' or 'b2a', got {direction!r}")
+        final = self.final_level if final_level is None else final_level
+        if final < self.final_level:
+            raise ValueError(f"final level {final} is not trained (this run reaches level {self.final_level})")
+        out = {5: self.deep[d](features[5])}
+        for level in range(4, final - 1, -1):
+            nets = self.levels[str(level)]
+            out[level] = nets[f"T_{d}"](out[level + 1], nets[f"M_{d}"](features[level]))
+        return out

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.checkpoint import check_compatible, load_file, load_state
+from ..engine.run import stage_name
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
 from ..errors import UserError
-from ..inference.cascade import CascadeModel, build_level_nets
 from ..losses import feature_distance, wgan_critic_loss, wgan_generator_loss
-from ..networks.deep import DeepTranslator
+from ..models import level_nets
+from ..networks import CascadeModel
 from ..outputs.grids import feature_preview, save_grid, to_unit
-from .deep import make_optimizers
+from .adversarial import adversarial_step, make_optimizers
 from .experiment import Experiment
-from .invert import load_inversion
 
 
 def translate_level(nets: dict, d: str, deeper: torch.Tensor, source_l: torch.Tensor) -> torch.Tensor:
@@ -73,14 +72,13 @@ class CascadeStage(Stage):
             raise UserError(f"cascade levels are 4..1, got {level}")
         c = exp.cfg.cascade
         self.exp, self.c, self.level = exp, c, level
-        self.name = f"cascade{level}"
+        self.name = stage_name("cascade", level)
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
-        self.nets = build_level_nets(exp.backbone, level, exp.cfg.data.image_size, c.critic_width,
-                                     c.predictor_width)
+        self.nets = level_nets(exp.backbone, level, exp.cfg.data.image_size, c.critic_width, c.predictor_width)
         self.optimizers = make_optimizers(self.nets, c.lr, generators=("T_AB", "M_AB", "T_BA", "M_BA"))
         self.compat = {**exp.compat, "level": level}
-        self.frozen = load_cascade(exp, level + 1).eval().requires_grad_(False)
+        self.frozen = exp.models.cascade(level + 1)
         self.levels = list(range(level, 6))
         self._fixed = None
         self._up = None
@@ -108,23 +106,15 @@ class CascadeStage(Stage):
         return in_ab, in_ba
 
     def train_step(self, batch, ctx):
-        batches_a, batches_b = batch
-        stats = {}
-        for a, b in zip(batches_a[:-1], batches_b[:-1]):
+        def critic_update(ab):
             with ctx.autocast():
-                in_ab, in_ba = self._inputs(a, b)
-            stats = critic_step(self.nets, self.level, a, b, in_ab, in_ba, self.c.lambda_gp, ctx)
-        a, b = batches_a[-1], batches_b[-1]
-        critics = [self.nets["D_A"], self.nets["D_B"]]
-        for d in critics:
-            d.requires_grad_(False)
-        with ctx.autocast():
-            in_ab, in_ba = self._inputs(a, b)
-            g = generator_losses(self.nets, self.level, a, b, in_ab, in_ba, self.c, self._up)
-        ctx.optimize("G", g["loss"])
-        for d in critics:
-            d.requires_grad_(True)
-        return {**stats, **{k: v.detach() for k, v in g.items()}}
+                in_ab, in_ba = self._inputs(*ab)
+            return critic_step(self.nets, self.level, *ab, in_ab, in_ba, self.c.lambda_gp, ctx)
+
+        def losses(ab):
+            return generator_losses(self.nets, self.level, *ab, *self._inputs(*ab), self.c, self._up)
+
+        return adversarial_step(list(zip(*batch)), critic_update, losses, [self.nets["D_A"], self.nets["D_B"]], ctx)
 
     @torch.no_grad()
     def sample(self, path):
@@ -139,7 +129,7 @@ class CascadeStage(Stage):
             out = model.translate(fixed, d, self.level)
             cols.setdefault("src", []).append(fixed["image"])
             for l in range(5, self.level - 1, -1):
-                inv = load_inversion(exp, l)
+                inv = exp.models.inversion(l)
                 cols.setdefault(l, []).append(to_unit(inv(out[l])) if inv is not None else feature_preview(out[l], size))
         for n in self.nets.values():
             n.train()
@@ -152,28 +142,3 @@ class CascadeStage(Stage):
     @property
     def frozen_levels(self) -> dict:
         return {int(l): dict(nets.items()) for l, nets in self.frozen.levels.items()}
-
-
-def load_cascade(exp: Experiment, final_level: int) -> CascadeModel:
-    """The trained cascade from level 5 down to ``final_level``, from the run's inference snapshots."""
-    bb, size = exp.backbone, exp.cfg.data.image_size
-    snaps = {}
-    for stage in ["deep"] + [f"cascade{l}" for l in range(4, final_level - 1, -1)]:
-        path = exp.run.snapshot_path(stage)
-        if not path.is_file():
-            raise UserError(f"stage '{stage}' has not finished in {exp.run.path} (no {path}); train it first "
-                            f"(deepcascade train CONFIG --stage {stage.rstrip('1234')} ...)")
-        snap = load_file(path)
-        level = 5 if stage == "deep" else int(stage[-1])
-        check_compatible(snap, path, stage, {**exp.compat, "level": level})
-        snaps[level] = snap["nets"]
-    deep = {f"T_{d}": DeepTranslator(bb.channels[5], exp.cfg.deep.gn_groups) for d in ("AB", "BA")}
-    for k, t in deep.items():
-        load_state(t, snaps[5][k], exp.run.snapshot_path("deep"), k)
-    levels = {}
-    for level in range(4, final_level - 1, -1):
-        nets = build_level_nets(bb, level, size, predictor_width=exp.cfg.cascade.predictor_width)
-        for k, n in nets.items():
-            load_state(n, snaps[level][k], exp.run.snapshot_path(f"cascade{level}"), k)
-        levels[level] = nets
-    return CascadeModel(deep, levels).to(exp.device)

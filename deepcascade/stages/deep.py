@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import torch
 
+from ..engine.run import stage_name
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
 from ..losses import cycle_loss, identity_loss, wgan_critic_loss, wgan_generator_loss
-from ..networks.deep import DeepTranslator, FeatureCritic
+from ..models import deep_nets
 from ..outputs.grids import feature_preview, save_grid, to_unit
+from .adversarial import adversarial_step, make_optimizers
 from .experiment import Experiment
-from .invert import load_inversion
 
 LEVEL = 5
-
-
-def build_deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int = 512) -> dict:
-    """T_AB, T_BA (Table 1) and the critics D_A, D_B on (channels, size, size) level-5 features."""
-    return {"T_AB": DeepTranslator(channels, gn_groups), "T_BA": DeepTranslator(channels, gn_groups),
-            "D_A": FeatureCritic(channels, size, critic_width), "D_B": FeatureCritic(channels, size, critic_width)}
 
 
 def critic_step(nets: dict, a: torch.Tensor, b: torch.Tensor, lambda_gp: float, ctx: TrainContext) -> dict:
@@ -52,26 +47,9 @@ def generator_losses(nets: dict, a: torch.Tensor, b: torch.Tensor, c) -> dict:
 
 def train_step(nets: dict, batches_a: list, batches_b: list, c, ctx: TrainContext) -> dict:
     """``n_critic`` critic updates on fresh batches, then one generator update on the last batch."""
-    stats = {}
-    for a, b in zip(batches_a[:-1], batches_b[:-1]):
-        stats = critic_step(nets, a, b, c.lambda_gp, ctx)
-    critics = [nets["D_A"], nets["D_B"]]
-    for d in critics:
-        d.requires_grad_(False)
-    with ctx.autocast():
-        g = generator_losses(nets, batches_a[-1], batches_b[-1], c)
-    ctx.optimize("G", g["loss"])
-    for d in critics:
-        d.requires_grad_(True)
-    return {**stats, **{k: v.detach() for k, v in g.items()}}
-
-
-def make_optimizers(nets: dict, lr: float, generators=("T_AB", "T_BA"), critics=("D_A", "D_B")) -> dict:
-    """Adam(lr, betas (0.5, 0.999)) [paper]: 'G' over the generator networks, 'D' over both critics."""
-    def adam(names):
-        return torch.optim.Adam([p for n in names for p in nets[n].parameters()], lr=lr, betas=(0.5, 0.999))
-
-    return {"G": adam(generators), "D": adam(critics)}
+    return adversarial_step(list(zip(batches_a, batches_b)),
+                            lambda ab: critic_step(nets, *ab, c.lambda_gp, ctx),
+                            lambda ab: generator_losses(nets, *ab, c), [nets["D_A"], nets["D_B"]], ctx)
 
 
 class DeepStage(Stage):
@@ -80,11 +58,11 @@ class DeepStage(Stage):
     def __init__(self, exp: Experiment, level: int = LEVEL):
         c = exp.cfg.deep
         self.exp, self.c = exp, c
-        self.name = "deep"
+        self.name = stage_name("deep", LEVEL)
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         channels, size, _ = exp.backbone.feature_shape(LEVEL, exp.cfg.data.image_size)
-        self.nets = build_deep_nets(channels, size, c.gn_groups, c.critic_width)
+        self.nets = deep_nets(channels, size, c.gn_groups, c.critic_width)
         self.optimizers = make_optimizers(self.nets, c.lr)
         self.compat = {**exp.compat, "level": LEVEL}
         self._fixed = None
@@ -108,7 +86,7 @@ class DeepStage(Stage):
         exp = self.exp
         if self._fixed is None:
             self._fixed = (exp.domain_a.fixed(4, levels=[LEVEL]), exp.domain_b.fixed(4, levels=[LEVEL]))
-        inv = load_inversion(exp, LEVEL)
+        inv = exp.models.inversion(LEVEL)
         size = exp.cfg.data.image_size
         show = (lambda f: to_unit(inv(f))) if inv is not None else (lambda f: feature_preview(f, size))
         cols = [[], [], []]

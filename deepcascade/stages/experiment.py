@@ -13,6 +13,7 @@ from ..backbones import Backbone, backbone_from_config
 from ..config import Config
 from ..engine import distributed
 from ..engine.run import RunDir
+from ..models import RunModels, run_compat
 from ..device import resolve_device
 
 log = logging.getLogger("deepcascade")
@@ -42,10 +43,12 @@ class Experiment:
     @property
     def compat(self) -> dict:
         """What every checkpoint of this run must match to be resumed or used."""
-        b = self.backbone
-        return {"backbone": b.name, "weights": b.weights_sha256 or f"random:{self.cfg.backbone.seed}",
-                "relu": b.relu, "image_size": self.cfg.data.image_size,
-                "normalization": f"{self.cfg.normalization.scheme}:{self.cfg.normalization.k}"}
+        return run_compat(self.cfg, self.backbone)
+
+    @property
+    def models(self) -> RunModels:
+        """The frozen networks of the stages that have finished (inversion nets, deeper cascade levels)."""
+        return RunModels(self.run, self.compat, self.device)
 
 
 def setup_experiment(cfg: Config, run: RunDir) -> Experiment:

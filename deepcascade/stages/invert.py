@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..engine.run import stage_name
 from ..engine.trainer import Stage, per_rank_batch
 from ..losses import lsgan_d_loss, lsgan_g_loss
-from ..networks.inversion import InversionNet, PatchDiscriminator
+from ..models import inversion_nets
 from ..outputs.grids import save_grid, to_unit
 from .experiment import Experiment
 
@@ -34,13 +35,10 @@ class InvertStage(Stage):
     def __init__(self, exp: Experiment, level: int):
         c = exp.cfg.invert
         self.exp, self.level, self.c = exp, level, c
-        self.name = f"invert{level}"
+        self.name = stage_name("invert", level)
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
-        bb = exp.backbone
-        self.nets = {"I": InversionNet(bb.channels[level], bb.strides[level])}
-        if c.lambda_adv > 0:
-            self.nets["D"] = PatchDiscriminator()
+        self.nets = inversion_nets(exp.backbone.channels[level], exp.backbone.strides[level], c.lambda_adv > 0)
         self.optimizers = {k: torch.optim.Adam(v.parameters(), lr=c.lr, betas=(0.5, 0.999))
                            for k, v in self.nets.items()}
         self.compat = {**exp.compat, "level": level}
@@ -84,18 +82,3 @@ class InvertStage(Stage):
         rec = to_unit(inv(self._fixed[self.level]))
         inv.train(was_training)
         save_grid([self._fixed["image"], rec], path)
-
-
-def load_inversion(exp: Experiment, level: int) -> InversionNet | None:
-    """I_level from the run's inference snapshot, or None when that stage has not finished."""
-    from ..engine.checkpoint import check_compatible, load_file, load_state
-
-    path = exp.run.snapshot_path(f"invert{level}")
-    if not path.is_file():
-        return None
-    snap = load_file(path)
-    check_compatible(snap, path, f"invert{level}", {**exp.compat, "level": level})
-    bb = exp.backbone
-    net = InversionNet(bb.channels[level], bb.strides[level])
-    load_state(net, snap["nets"]["I"], path, "I")
-    return net.to(exp.device).eval()

@@ -11,45 +11,19 @@ from ..engine.run import RunDir
 from ..device import resolve_device
 from ..engine.trainer import stage_seed, train_stage
 from ..errors import UserError
-from .experiment import Experiment, seed_everything, setup_experiment
+from .experiment import seed_everything, setup_experiment
+from .registry import ALL, KINDS
 
 log = logging.getLogger("deepcascade")
-
-
-def _invert(exp: Experiment, level: int):
-    from .invert import InvertStage
-
-    return InvertStage(exp, level)
-
-
-def _deep(exp: Experiment, level: int):
-    from .deep import DeepStage
-
-    return DeepStage(exp)
-
-
-def _cascade(exp: Experiment, level: int):
-    from .cascade import CascadeStage
-
-    return CascadeStage(exp, level)
-
-
-# Stage kinds: name -> (builder(exp, level) or None, levels(cfg) the kind trains).
-STAGE_KINDS = {
-    "prepare": (None, lambda cfg: []),  # normalization statistics and feature cache only
-    "invert": (_invert, lambda cfg: sorted(cfg.invert.levels, reverse=True)),
-    "deep": (_deep, lambda cfg: [5]),
-    "cascade": (_cascade, lambda cfg: list(range(4, cfg.cascade.final_level - 1, -1))),
-}
 
 
 def plan(cfg: Config, stage: str, level: int | None = None) -> list[tuple[str, int]]:
     """(kind, level) pairs to train, in order."""
     if stage == "all":
-        return [step for kind in STAGE_KINDS if kind != "prepare" for step in plan(cfg, kind)]
-    if stage not in STAGE_KINDS:
-        raise UserError(f"unknown stage {stage!r}; available: {', '.join(list(STAGE_KINDS) + ['all'])}")
-    levels = STAGE_KINDS[stage][1](cfg)
+        return [step for kind in ALL for step in plan(cfg, kind)]
+    if stage not in KINDS:
+        raise UserError(f"unknown stage {stage!r}; available: {', '.join(list(KINDS) + ['all'])}")
+    levels = KINDS[stage].levels(cfg)
     if level is not None:
         if level not in levels:
             raise UserError(f"--level {level} is not trained by stage '{stage}' with this config "
@@ -84,10 +58,9 @@ def run_training(cfg: Config, run_dir: str | Path, stage: str, level: int | None
         run.adopt_config(cfg, resume=bool(resume))
         exp = setup_experiment(cfg, run)
         for kind, lvl in steps:
-            builder = STAGE_KINDS[kind][0]
-            name_seed = stage_seed(cfg.engine.seed, f"{kind}{lvl}")
-            seed_everything(name_seed)  # initialisation of each stage is reproducible on its own
-            st = builder(exp, lvl)
+            # each stage's initialisation is reproducible on its own (seed key: kind + level, e.g. "deep5")
+            seed_everything(stage_seed(cfg.engine.seed, f"{kind}{lvl}"))
+            st = KINDS[kind].build(exp, lvl)
             results[st.name] = train_stage(run, st, cfg, exp.device, resume=resume)
         distributed.barrier()
     return results
