@@ -1,0 +1,25 @@
+"""Any two folders of images (``--a``, ``--b``, searched recursively) -> the layout, split deterministically.
+
+Each folder is split on its own: exactly ``round(test_fraction * n)`` of its usable images go to test, chosen
+by :func:`split.held_out_keys` over their relative paths and ``--seed``. Sub-folders are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import Source, copy_sources
+from .output import PreparedOutput
+
+
+def prepare(a: str | Path, b: str | Path, out: str | Path, test_fraction: float = 0.1, seed: int = 0) -> dict:
+    a, b = Path(a), Path(b)
+    label_a, label_b = a.resolve().name or "A", b.resolve().name or "B"
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
+    sources = [Source("A", label_a, a, f"--a {a}"), Source("B", label_b, b, f"--b {b}")]
+    prep = PreparedOutput(out, "folders", {"a": str(a.resolve()), "b": str(b.resolve()),
+                                           "test_fraction": test_fraction, "seed": seed}, {"--a": a, "--b": b})
+    if not prep.start():
+        return prep.meta
+    return copy_sources(prep, sources, test_fraction, seed)

@@ -1,0 +1,206 @@
+"""The output folder every ``prepare`` kind writes: layout, manifest, completion marker, atomic files.
+
+``OUT/trainA/ trainB/ testA/ testB/`` hold the images, ``OUT/manifest.jsonl`` one JSON record per image written
+(its ``file`` relative to OUT and where it came from), ``OUT/prepare.json`` the kind, its options, the counts
+and every skip with its reason.
+
+Idempotence rests on two rules:
+
+- Every image is written through :func:`deepcascade.fileio.atomic_path` (temporary file, then rename), so a
+  file under its final name is always whole.
+- ``prepare.json`` says ``"complete": false`` from the first write on and ``"complete": true`` only after the
+  manifest, written last. A run killed at any point therefore leaves an output that is not taken as complete;
+  the next run with the same options keeps the whole files it finds, writes the rest, removes what the plan
+  does not name (the interrupted run's temporary files), and only then marks the output complete. A re-run over
+  a complete output does nothing and says so.
+
+An ``--out`` that is, lies inside, or contains an input folder is refused, so the user's files are never
+written over; so is a non-empty folder that is not a ``prepare`` output, and one prepared with other options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from ...errors import UserError
+from ...fileio import atomic_path, write_text
+
+log = logging.getLogger("deepcascade")
+
+MARKER = "prepare.json"
+MANIFEST = "manifest.jsonl"
+FORMAT = 1
+FOLDERS = ("trainA", "trainB", "testA", "testB")
+
+
+def folder_of(split: str, domain: str) -> str:
+    """``("train", "A") -> "trainA"``."""
+    if split not in ("train", "test") or domain not in ("A", "B"):
+        raise ValueError(f"bad split/domain {split!r}/{domain!r}")
+    return f"{split}{domain}"
+
+
+def check_separate(out: Path, inputs: dict[str, Path]) -> None:
+    """Refuse an output that is, lies inside, or contains one of the inputs (named by their flags)."""
+    o = Path(os.path.realpath(out))
+    for flag, path in inputs.items():
+        p = Path(os.path.realpath(path))
+        if o == p:
+            relation = "is"
+        elif o.is_relative_to(p):
+            relation = "lies inside"
+        elif p.is_relative_to(o):
+            relation = "contains"
+        else:
+            continue
+        raise UserError(f"--out {out} {relation} the input {flag} {path}; choose an --out outside the input "
+                        f"folders (prepare never writes next to your originals)")
+
+
+def _first_difference(old: dict, new: dict) -> str:
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            return f"{key}: {old.get(key)!r} there, {new.get(key)!r} now"
+    return ""
+
+
+class PreparedOutput:
+    """One ``prepare`` run's output folder. Use :meth:`start`, then :meth:`write` per image, then :meth:`finish`."""
+
+    def __init__(self, out: str | Path, kind: str, options: dict, inputs: dict[str, Path]):
+        self.out = Path(out)
+        self.kind = kind
+        self.options = json.loads(json.dumps({"kind": kind, **options}))  # plain JSON types, as stored
+        self.inputs = inputs
+        self.records: dict[str, dict] = {}
+        self.resuming = False
+        self.written = 0
+        self.kept = 0
+        self.meta: dict | None = None
+
+    # ------------------------------------------------------------------------------------------------ start
+    def start(self) -> bool:
+        """Check the folder; False (with a message) when it is already complete. The folder is marked
+        incomplete only when the first image is written, so that input checks failing before that leave
+        nothing behind."""
+        check_separate(self.out, self.inputs)
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is an existing file; give a directory")
+        marker = self.out / MARKER
+        if marker.is_file():
+            try:
+                meta = json.loads(marker.read_text(encoding="utf-8"))
+                old_options = meta["options"]
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"{marker} is not a readable prepare marker; delete {self.out} to prepare "
+                                f"again") from None
+            if old_options != self.options:
+                raise UserError(f"--out {self.out} holds a '{old_options.get('kind')}' preparation with other "
+                                f"options ({_first_difference(old_options, self.options)}); use another --out, "
+                                f"or delete {self.out} to redo it")
+            if meta.get("complete") is True:
+                self.meta = meta
+                print(f"{self.out} is already prepared ({MARKER} says complete; same options): nothing to do")
+                print(format_summary(meta))
+                return False
+            self.resuming = True
+            log.info("completing an interrupted preparation in %s (whole files are kept)", self.out)
+        elif self.out.is_dir() and any(self.out.iterdir()):
+            raise UserError(f"--out {self.out} exists, is not empty and holds no {MARKER} (not a prepare "
+                            f"output); choose a new or empty folder")
+        return True
+
+    def _begin(self) -> None:
+        """Mark the output incomplete before its first file (a failing check before it leaves nothing)."""
+        if self.meta is None or self.meta.get("complete") is not False:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._write_marker({"complete": False})
+
+    def _write_marker(self, fields: dict) -> None:
+        from ... import __version__
+
+        meta = {"format": FORMAT, "kind": self.kind, "deepcascade_version": __version__,
+                "options": self.options, **fields}
+        write_text(self.out / MARKER, json.dumps(meta, indent=2) + "\n")
+        self.meta = meta
+
+    # ------------------------------------------------------------------------------------------------ files
+    def exists(self, dest: str) -> bool:
+        """True when resuming and ``dest`` was written whole by the interrupted run."""
+        return self.resuming and (self.out / dest).is_file()
+
+    def write(self, dest: str, record: dict, writer: Callable[[Path], None]) -> None:
+        """Write ``OUT/dest`` atomically with ``writer(tmp_path)`` (kept as is when resuming) and record it.
+
+        ``writer`` may raise; then nothing is written or recorded and the exception propagates."""
+        if dest in self.records:
+            raise ValueError(f"two images planned under the same name {dest}")
+        self._begin()
+        if self.exists(dest):
+            self.kept += 1
+        else:
+            with atomic_path(self.out / dest) as tmp:
+                writer(tmp)
+            self.written += 1
+        self.records[dest] = {"file": dest, **record}
+
+    def copy(self, src: Path, dest: str, record: dict) -> None:
+        self.write(dest, record, lambda tmp: shutil.copyfile(src, tmp))
+
+    # ----------------------------------------------------------------------------------------------- finish
+    def _remove_unplanned(self) -> list[str]:
+        removed = []
+        for folder in FOLDERS:
+            root = self.out / folder
+            if not root.is_dir():
+                continue
+            for p in sorted(root.rglob("*")):
+                rel = p.relative_to(self.out).as_posix()
+                if p.is_file() and rel not in self.records:
+                    p.unlink()
+                    removed.append(rel)
+        return removed
+
+    def finish(self, domains: dict[str, str], skipped: dict[str, dict[str, int]], unreadable: list[dict],
+               extra: dict | None = None) -> dict:
+        """Remove unplanned files, write the manifest, then mark the output complete; returns the marker."""
+        for dest in self.records:
+            if not (self.out / dest).is_file():  # a file deleted by hand while a resume was running
+                raise UserError(f"{self.out / dest} disappeared during preparation; run the command again")
+        self._begin()
+        removed = self._remove_unplanned()
+        for rel in removed:
+            log.info("removed %s (not part of this preparation: left by an interrupted run)", rel)
+        for folder in FOLDERS:
+            (self.out / folder).mkdir(exist_ok=True)
+        lines = [json.dumps(self.records[k], sort_keys=True) for k in sorted(self.records)]
+        write_text(self.out / MANIFEST, "".join(line + "\n" for line in lines))
+        counts = {f: sum(1 for k in self.records if k.startswith(f + "/")) for f in FOLDERS}
+        self._write_marker({"complete": True, "domains": domains, "counts": counts, "skipped": skipped,
+                            "unreadable": unreadable, **(extra or {})})
+        print(f"prepared {self.kind} -> {self.out} ({self.written} written, {self.kept} kept from an "
+              f"interrupted run)" if self.resuming else f"prepared {self.kind} -> {self.out}")
+        print(format_summary(self.meta))
+        return self.meta
+
+
+def format_summary(meta: dict) -> str:
+    """Counts per folder and skips per reason, as printed after a run and on a re-run."""
+    domains = meta.get("domains", {})
+    lines = []
+    for folder, n in meta.get("counts", {}).items():
+        label = domains.get(folder[-1], "")
+        lines.append(f"  {folder:7s} {n:7d} images{f'  ({label})' if label else ''}")
+    for label, reasons in meta.get("skipped", {}).items():
+        shown = ", ".join(f"{reason} {n}" for reason, n in reasons.items() if n) or "none"
+        lines.append(f"  skipped {label}: {shown}")
+    unreadable = meta.get("unreadable", [])
+    if unreadable:
+        lines.append(f"  {len(unreadable)} unreadable file(s), listed under 'unreadable' in "
+                     f"{MARKER}")
+    return "\n".join(lines)
