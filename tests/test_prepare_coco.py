@@ -78,7 +78,7 @@ def test_crops_boxes_and_skip_reasons(tree, tmp_path, capsys):
     assert meta["skipped"]["giraffe"] == {"crowd": 0, "small_box": 1, "both_categories": 1,
                                           "unknown_image_id": 0, "missing_image": 0, "unreadable_image": 0,
                                           "size_mismatch": 0}
-    named = {Path(u["file"]).name: u["reason"] for u in meta["unreadable"]}
+    named = {Path(u["file"]).name: u["reason"] for u in meta["skipped_files"]}
     assert set(named) == {"000000000004.jpg", "000000000006.jpg", "000000000007.jpg"}
     assert "not found" in named["000000000004.jpg"] and "truncated" in named["000000000006.jpg"]
     assert "100x80 on disk, 200x160" in named["000000000007.jpg"]

@@ -156,7 +156,7 @@ def _progress(total: int, desc: str):
 
 
 def crop_split(prep: PreparedOutput, annotations: Path, images_dir: Path, flag: str, categories: list[str],
-               rules: Rules, split_of, skipped: dict, unreadable: list) -> None:
+               rules: Rules, split_of, skipped: dict, skipped_files: list) -> None:
     """Write the crops of one annotation file. ``split_of(image_id)`` -> "train" / "test"."""
     images, instances, present = read_annotations(annotations, categories, flag)
     domain = {categories[0]: "A", categories[1]: "B"}
@@ -207,7 +207,7 @@ def crop_split(prep: PreparedOutput, annotations: Path, images_dir: Path, flag: 
         if reason is not None:
             for inst, *_ in planned:
                 skipped[inst.category][reason] += 1
-            unreadable.append({"file": str(src), "reason": why, "instances": len(planned)})
+            skipped_files.append({"file": str(src), "reason": why, "instances": len(planned)})
             log.warning("skipped %s (%d instance(s)): %s", src, len(planned), why)
             continue
         for inst, dest, box, record in planned:
@@ -251,19 +251,19 @@ def prepare(annotations, images, out, categories: list[str], val_annotations=Non
     if not prep.start():
         return prep.meta
     skipped = {c: {r: 0 for r in REASONS} for c in categories}
-    unreadable: list[dict] = []
+    skipped_files: list[dict] = []
     if val_annotations is None:
         crop_split(prep, Path(annotations), Path(images), "--annotations", categories, rules,
                    lambda image_id: "test" if in_test(image_id, test_fraction, seed) else "train",
-                   skipped, unreadable)
+                   skipped, skipped_files)
     else:
         crop_split(prep, Path(annotations), Path(images), "--annotations", categories, rules,
-                   lambda image_id: "train", skipped, unreadable)
+                   lambda image_id: "train", skipped, skipped_files)
         crop_split(prep, Path(val_annotations), Path(val_images), "--val-annotations", categories, rules,
-                   lambda image_id: "test", skipped, unreadable)
+                   lambda image_id: "test", skipped, skipped_files)
     for c in categories:
         if not any(r["category"] == c for r in prep.records.values()):
             raise UserError(f"no usable '{c}' instance in {annotations} (skipped: "
                             f"{', '.join(f'{k} {v}' for k, v in skipped[c].items() if v) or 'none found'}); "
                             f"check --images and the rules (--min-box)")
-    return prep.finish({"A": categories[0], "B": categories[1]}, skipped, unreadable)
+    return prep.finish({"A": categories[0], "B": categories[1]}, skipped, skipped_files)

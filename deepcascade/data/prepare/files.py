@@ -72,7 +72,7 @@ def copy_sources(prep: PreparedOutput, sources: list[Source], test_fraction: flo
     Sub-folders are kept (``trainA/sub/x.jpg``), so names never collide.
     """
     skipped: dict[str, dict[str, int]] = {}
-    unreadable: list[dict] = []
+    skipped_files: list[dict] = []
     domains = {}
     scanned = [(source, *scan(source)) for source in sources]  # every input is checked before any write
     for source, good, bad in scanned:
@@ -80,7 +80,7 @@ def copy_sources(prep: PreparedOutput, sources: list[Source], test_fraction: flo
         counts = skipped.setdefault(source.label, {"unreadable": 0, "not_an_image": 0})
         for b in bad:
             counts[b.pop("why")] += 1
-        unreadable += bad
+        skipped_files += bad
         rel = {p: p.relative_to(source.folder).as_posix() for p in good}
         test = (set() if source.split else held_out_keys(rel.values(), test_fraction, seed))
         bar = _progress(len(good), f"copying {source.label}")
@@ -90,4 +90,4 @@ def copy_sources(prep: PreparedOutput, sources: list[Source], test_fraction: flo
                       {"split": split, "domain": source.domain, "class": source.label, "source": str(p)})
             bar.update(1)
         bar.close()
-    return prep.finish(domains, skipped, unreadable)
+    return prep.finish(domains, skipped, skipped_files)

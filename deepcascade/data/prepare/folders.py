@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import UserError
 from .files import Source, copy_sources
 from .output import PreparedOutput
 
 
 def prepare(a: str | Path, b: str | Path, out: str | Path, test_fraction: float = 0.1, seed: int = 0) -> dict:
     a, b = Path(a), Path(b)
+    ra, rb = a.resolve(), b.resolve()
+    if ra == rb or ra.is_relative_to(rb) or rb.is_relative_to(ra):
+        raise UserError(f"--a {a} and --b {b} overlap (one is or contains the other); give two separate folders")
     label_a, label_b = a.resolve().name or "A", b.resolve().name or "B"
     if label_a == label_b:
         label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"

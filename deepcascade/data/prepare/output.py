@@ -166,7 +166,7 @@ class PreparedOutput:
                     removed.append(rel)
         return removed
 
-    def finish(self, domains: dict[str, str], skipped: dict[str, dict[str, int]], unreadable: list[dict],
+    def finish(self, domains: dict[str, str], skipped: dict[str, dict[str, int]], skipped_files: list[dict],
                extra: dict | None = None) -> dict:
         """Remove unplanned files, write the manifest, then mark the output complete; returns the marker."""
         for dest in self.records:
@@ -182,7 +182,7 @@ class PreparedOutput:
         write_text(self.out / MANIFEST, "".join(line + "\n" for line in lines))
         counts = {f: sum(1 for k in self.records if k.startswith(f + "/")) for f in FOLDERS}
         self._write_marker({"complete": True, "domains": domains, "counts": counts, "skipped": skipped,
-                            "unreadable": unreadable, **(extra or {})})
+                            "skipped_files": skipped_files, **(extra or {})})
         print(f"prepared {self.kind} -> {self.out} ({self.written} written, {self.kept} kept from an "
               f"interrupted run)" if self.resuming else f"prepared {self.kind} -> {self.out}")
         print(format_summary(self.meta))
@@ -199,8 +199,7 @@ def format_summary(meta: dict) -> str:
     for label, reasons in meta.get("skipped", {}).items():
         shown = ", ".join(f"{reason} {n}" for reason, n in reasons.items() if n) or "none"
         lines.append(f"  skipped {label}: {shown}")
-    unreadable = meta.get("unreadable", [])
-    if unreadable:
-        lines.append(f"  {len(unreadable)} unreadable file(s), listed under 'unreadable' in "
-                     f"{MARKER}")
+    files = meta.get("skipped_files", [])
+    if files:
+        lines.append(f"  {len(files)} skipped file(s), each with its reason, under 'skipped_files' in {MARKER}")
     return "\n".join(lines)
