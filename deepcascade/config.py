@@ -234,9 +234,23 @@ def _validate(cfg: Config) -> None:
         raise UserError(f"config field 'engine.device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
     # CycleGAN layout fills the empty folders.
     if d.root:
-        for key, sub in (("domain_a", "trainA"), ("domain_b", "trainB"), ("test_a", "testA"), ("test_b", "testB")):
+        for key, sub in ROOT_FOLDERS.items():
             if not getattr(d, key) and (sub.startswith("train") or (Path(d.root) / sub).is_dir()):
                 setattr(d, key, str(Path(d.root) / sub))
+
+
+ROOT_FOLDERS = {"domain_a": "trainA", "domain_b": "trainB", "test_a": "testA", "test_b": "testB"}
+
+
+def without_root_paths(cfg: Config) -> Config:
+    """A copy whose data folders that ``data.root`` filled are empty again, for printing a config to edit: a
+    file that pins ``data.domain_a: ROOT/trainA`` would not follow a later change of ``data.root``."""
+    out = config_from_dict(cfg.to_dict())
+    d = out.data
+    for key, sub in ROOT_FOLDERS.items():
+        if d.root and getattr(d, key) == str(Path(d.root) / sub):
+            setattr(d, key, "")
+    return out
 
 
 def parse_set(items: typing.Iterable[str]) -> dict:
@@ -299,10 +313,12 @@ def config_from_dict(d: dict) -> Config:
     return cfg
 
 
-def to_commented_yaml(cfg: Config) -> str:
-    """The complete config as YAML, every field preceded by its help text."""
-    lines = ["# deepcascade configuration. Every field is shown with its value and meaning.",
-             "# Override with a YAML file and/or --set section.key=value.", ""]
+def to_commented_yaml(cfg: Config, header: typing.Iterable[str] = ()) -> str:
+    """The complete config as YAML, every field preceded by its help text; ``header`` lines (a preset's notes)
+    are printed first as comments."""
+    lines = [f"# {line}".rstrip() for line in header]
+    lines += ["# deepcascade configuration. Every field is shown with its value and meaning.",
+              "# Override with a YAML file and/or --set section.key=value.", ""]
 
     def dump_value(v):
         return yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()

@@ -1,0 +1,70 @@
+"""Presets, one per experiment of the paper: each validates, prints a complete config headed by the prepare
+command of its data (a valid command line) and the paper settings, and ``train --dry-run`` prints its plan."""
+
+import shlex
+
+import pytest
+import yaml
+
+from deepcascade.cli import build_parser, main
+from deepcascade.commands.prepare import KINDS
+from deepcascade.config import build_config
+from deepcascade.presets import PRESET_NOTES, PRESETS
+
+EXPERIMENTS = ["zebra2giraffe", "zebra2elephant", "cat2dog", "cat2dog-faces", "afhq-cat2dog"]
+
+
+def test_every_experiment_has_a_preset_and_notes():
+    assert set(EXPERIMENTS) | {"default"} == set(PRESETS) == set(PRESET_NOTES)
+
+
+def test_list_presets(capsys):
+    assert main(["config", "--list-presets"]) == 0
+    out = capsys.readouterr().out
+    for name in EXPERIMENTS:
+        assert f"\n{name}\n" in f"\n{out}" and PRESET_NOTES[name][1] in out
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_preset_prints_a_complete_commented_config(name, capsys):
+    assert main(["config", "--preset", name]) == 0
+    text = capsys.readouterr().out
+    cfg = build_config(preset=name)
+    printed = yaml.safe_load(text)
+    assert build_config(extra=printed).to_dict() == cfg.to_dict()  # complete: nothing is lost in printing
+    assert printed["data"]["domain_a"] == ""  # filled from data.root when read, so it follows an edited root
+    assert cfg.name == name and cfg.data.root == f"data/{name}"
+    # The paper's stated settings (supplementary section 1) are pinned by every preset.
+    assert (cfg.data.image_size, cfg.backbone.name, cfg.backbone.weights) == (224, "vgg19", "imagenet")
+    assert (cfg.deep.batch_size, cfg.invert.batch_size, cfg.deep.n_critic, cfg.deep.lr) == (10, 25, 4, 1e-4)
+    assert (cfg.deep.lambda_cycle, cfg.deep.lambda_identity, cfg.deep.lambda_gp) == (100.0, 100.0, 10.0)
+    header = text.split("# deepcascade configuration.")[0]
+    assert "Paper settings followed (supplementary section 1)" in header
+    command = PRESET_NOTES[name][1]
+    assert f"#   {command}\n" in header
+    # The prepare command in the comments is a valid command line whose --out is the preset's data.root.
+    argv = shlex.split(command)
+    assert argv[:2] == ["deepcascade", "prepare"] and argv[2] in KINDS
+    args = build_parser().parse_args(argv[1:])
+    assert args.out == cfg.data.root
+    assert f"deepcascade evaluate --run runs/{name}" in header
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_train_dry_run_prints_the_plan(name, tmp_path, capsys):
+    assert main(["config", "--preset", name]) == 0
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(capsys.readouterr().out)
+    for folder in ("trainA", "trainB", "testA", "testB"):  # as prepare writes them
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    assert main(["train", str(path), "--stage", "all", "--dry-run", "--run-dir", str(tmp_path / "run"),
+                 "--set", f"data.root={tmp_path / 'data'}"]) == 0
+    out = capsys.readouterr().out
+    plan = out.split("# plan:")[1].split()
+    assert " ".join(plan) == ("# invert level 5 # invert level 4 # invert level 3 # deep level 5 "
+                              "# cascade level 4 # cascade level 3")
+    dry = yaml.safe_load(out.split("# plan:")[0])
+    assert dry["name"] == name
+    assert (dry["data"]["domain_a"], dry["data"]["test_b"]) == (str(tmp_path / "data" / "trainA"),
+                                                                  str(tmp_path / "data" / "testB"))
+    assert not (tmp_path / "run").exists()  # a dry run trains and writes nothing
