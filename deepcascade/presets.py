@@ -4,7 +4,7 @@
 comment lines of ``PRESET_NOTES[NAME]``: which ``deepcascade prepare`` command makes its data and which of the
 paper's settings it follows. ``deepcascade config --list-presets`` lists them.
 
-One preset per experiment of the paper (METHOD.md section 7; supplementary sections 2-3) plus AFHQ, where
+One preset per experiment of the paper (docs/method.md section 7; supplementary sections 2-3) plus AFHQ, where
 today's cat <-> dog numbers are reported. The experiments differ only in their data: every preset pins the
 settings the supplementary states (section 1.1-1.2), so that a change of a default elsewhere never changes what
 a preset reproduces.

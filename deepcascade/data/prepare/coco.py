@@ -1,4 +1,4 @@
-"""MSCOCO object crops (the paper's zebra <-> giraffe and zebra <-> elephant; METHOD.md section 7).
+"""MSCOCO object crops (the paper's zebra <-> giraffe and zebra <-> elephant; docs/method.md section 7).
 
 The paper does not say how its COCO crops were made; these rules are ours, each an option (defaults in
 ``docs/datasets.md``):
