@@ -25,7 +25,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepcascade.backbones import build_backbone  # noqa: E402
-from deepcascade.features.cache import FeatureCache, crop_consistency, extract  # noqa: E402
+from deepcascade.features.cache import FeatureCache, crop_consistency  # noqa: E402
+from deepcascade.features.extract import FeatureSpec, extract  # noqa: E402
 
 LEVELS = [1, 2, 3, 4, 5]
 
@@ -86,8 +87,8 @@ def bench_cache(backbone, device, n_images, load_size, image_size, levels, reads
             Image.fromarray((img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(p)
             files.append(p)
         t = time.perf_counter()
-        cache = FeatureCache.build_or_open(tmp / "cache", backbone, files, levels, load_size, image_size,
-                                           device=device, batch_size=8, progress=False)
+        spec = FeatureSpec(backbone, load_size, image_size, device)
+        cache = FeatureCache.build_or_open(tmp / "cache", spec, files, levels, batch_size=8, progress=False)
         build_s = time.perf_counter() - t
         print(f"\n== feature cache: {n_images} images, load {load_size} px, crops {image_size} px, levels {levels} ==")
         print(f"build: {build_s:.1f} s ({n_images / build_s:.2f} img/s incl. decoding, both mirrors)")

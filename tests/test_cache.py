@@ -1,4 +1,5 @@
-"""Feature cache (features/cache.py) and the training batch sources (features/source.py) on tiny images."""
+"""Feature cache (features/cache.py), the training batch sources (features/batches.py) and the per-run set-up
+(features/setup.py) on tiny images."""
 
 import json
 import logging
@@ -13,9 +14,12 @@ from deepcascade.config import build_config
 from deepcascade.data.images import load_image
 from deepcascade.data import transforms
 from deepcascade.errors import UserError
-from deepcascade.features import (DomainFeatures, FeatureCache, Normalizer, RunningStats, crop_consistency,
-                                  prepare_domains)
-from deepcascade.features.cache import extract, load_square
+from deepcascade.features.batches import DomainFeatures
+from deepcascade.features.cache import FeatureCache, crop_consistency
+from deepcascade.features.extract import FeatureSpec, extract
+from deepcascade.features.normalization import Normalizer, RunningStats
+from deepcascade.features.setup import prepare_domains
+from deepcascade.features.squares import load_square
 
 L, S = 48, 32  # load_size, image_size: offsets 0 or 16 on the 16-px grid
 LEVELS = [5, 4, 3]
@@ -47,8 +51,8 @@ def files(tmp_path):
 
 def _build(directory, backbone, files, **kw):
     kw.setdefault("batch_size", 2)
-    return FeatureCache.build_or_open(directory, backbone, files, kw.pop("levels", LEVELS), kw.pop("load_size", L),
-                                      S, device="cpu", progress=False, **kw)
+    spec = FeatureSpec(backbone, kw.pop("load_size", L), S, "cpu", kw.pop("precision", "fp32"))
+    return FeatureCache.build_or_open(directory, spec, files, kw.pop("levels", LEVELS), progress=False, **kw)
 
 
 def _rel(a, b):
@@ -201,7 +205,7 @@ def test_domain_features_sampling(tmp_path, backbone, files):
     cache = _build(tmp_path / "cache", backbone, files)
     norm = Normalizer.from_stats(_direct_stats(backbone, files, [5, 4, 3, 2]))
     levels = [5, 4, 3, 2]
-    src = DomainFeatures(files, backbone, norm, levels, L, S, cache, "cpu")
+    src = DomainFeatures(files, FeatureSpec(backbone, L, S), norm, levels, cache)
     g = torch.Generator().manual_seed(3)
     state = g.get_state()
     a = src.sample(4, g)
@@ -221,9 +225,9 @@ def test_domain_features_sampling(tmp_path, backbone, files):
     torch.testing.assert_close(raw[2], extract(backbone, raw["image"], [2])[2])
     torch.testing.assert_close(raw[5], cache.read(idx, flips, offs, [5], image=False)[5])
     # without a cache the same (file, flip, offset) gives the same image window
-    plain = DomainFeatures(files, backbone, norm, levels, L, S, None, "cpu")
+    plain = DomainFeatures(files, FeatureSpec(backbone, L, S), norm, levels, None)
     torch.testing.assert_close(plain.batch(idx, flips, offs, normalized=False)["image"], raw["image"])
-    exact = DomainFeatures(files, backbone, norm, levels, L, S, cache, "cpu", cached_features=False)
+    exact = DomainFeatures(files, FeatureSpec(backbone, L, S), norm, levels, cache, cached_features=False)
     assert exact.cached_levels == [] and exact.offset_step == 16
     torch.testing.assert_close(exact.batch(idx, flips, offs, normalized=False)[5],
                                extract(backbone, raw["image"], [5])[5])
@@ -232,7 +236,7 @@ def test_domain_features_sampling(tmp_path, backbone, files):
 
 
 def test_domain_features_sharding_and_fixed(tmp_path, backbone, files):
-    shards = [DomainFeatures(files, backbone, None, [5], L, S, None, "cpu", rank=r, world_size=2) for r in (0, 1)]
+    shards = [DomainFeatures(files, FeatureSpec(backbone, L, S), None, [5], None, rank=r, world_size=2) for r in (0, 1)]
     g = torch.Generator().manual_seed(0)
     assert set(shards[0].draw(50, g)[0]) <= {0, 2, 4} and set(shards[1].draw(50, g)[0]) <= {1, 3}
     fx = shards[1].fixed(3)
@@ -241,7 +245,7 @@ def test_domain_features_sharding_and_fixed(tmp_path, backbone, files):
     torch.testing.assert_close(fx[5], extract(backbone, ref, [5])[5])
     assert len(shards[0]) == 5
     with pytest.raises(UserError):
-        DomainFeatures(files[:1], backbone, None, [5], L, S, None, "cpu", rank=1, world_size=2)
+        DomainFeatures(files[:1], FeatureSpec(backbone, L, S), None, [5], None, rank=1, world_size=2)
 
 
 def _cfg(tmp_path, **extra):

@@ -68,6 +68,7 @@ class RunDir:
         self.samples = self.path / "samples"
         self.config_file = self.path / "config.yaml"
         self.normalization_file = self.path / "normalization.safetensors"
+        self.cache_dir = self.path / "cache"  # unless cache.dir names another folder
         self._lock_fd = None
         self._handler = None
 

@@ -1,11 +1,5 @@
-"""Frozen-backbone features: normalization statistics, the on-disk cache, and the batch sources of training.
+"""Frozen-backbone features: running the backbone (``extract``), image squares, normalization statistics, the
+on-disk cache, the training batch sources, the per-run set-up, and export to safetensors.
 
-Nothing heavy happens at import; submodules import torch/numpy only.
+Nothing heavy happens at import of the package itself; submodules import torch/numpy.
 """
-
-from .cache import FeatureCache, backbone_identity, crop_consistency, extract
-from .normalization import Normalizer, RunningStats
-from .source import DomainFeatures, prepare_domains
-
-__all__ = ["FeatureCache", "Normalizer", "RunningStats", "DomainFeatures", "prepare_domains", "extract",
-           "crop_consistency", "backbone_identity"]

@@ -44,17 +44,13 @@ and the reason is logged; it is never used silently.
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -62,10 +58,10 @@ import torch
 from .. import __version__
 from ..fileio import write_text
 from ..backbones.specs import LEVELS
-from ..data.images import load_image
-from ..data.transforms import center_crop, resize_shorter
 from ..errors import UserError
+from .extract import FeatureSpec, extract
 from .normalization import RunningStats
+from .squares import file_list_hash, iter_squares, mirror_window
 
 log = logging.getLogger("deepcascade")
 
@@ -76,95 +72,10 @@ _F16_MAX = 65504.0
 #: meta.json keys that must equal the requested configuration for a cache to be reused
 _MATCH_KEYS = ("format_version", "backbone", "weights", "relu", "load_size", "precision", "crop_rule",
                "files_hash", "n_images")
-_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-def backbone_identity(backbone) -> dict:
-    """What identifies a backbone's features: name, weights (file SHA-256, or a hash of random ones), ReLU."""
-    if getattr(backbone, "weights_sha256", None):
-        weights = f"sha256:{backbone.weights_sha256}"
-    else:
-        # Random weights carry no file; hash the parameters themselves (a changed seed or init changes it).
-        h = hashlib.sha256()
-        for k, v in sorted(backbone.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        weights = f"random:params-sha256:{h.hexdigest()[:32]}"
-    return {"backbone": backbone.name, "weights": weights, "relu": bool(backbone.relu)}
-
-
-def file_list_hash(files: Sequence[Path]) -> str:
-    """SHA-256 over the files' paths relative to their common folder, sizes and modification times."""
-    files = [Path(f) for f in files]
-    if not files:
-        return hashlib.sha256(b"").hexdigest()
-    root = os.path.commonpath([str(f.resolve().parent) for f in files])
-    h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        rel = os.path.relpath(str(f.resolve()), root).replace(os.sep, "/")
-        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def load_square(path: str | Path, load_size: int) -> np.ndarray:
-    """Decode ``path`` to its uint8 (3, L, L) square: shorter side -> L, centre crop (as ``load_transform``)."""
-    try:
-        img = load_image(path, max_side=load_size)
-    except Exception as e:  # the file changed or vanished since it was scanned
-        raise UserError(f"cannot read image {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-    sq = center_crop(resize_shorter(img, load_size), load_size)
-    return np.ascontiguousarray(np.asarray(sq, dtype=np.uint8).transpose(2, 0, 1))
-
-
-def iter_squares(files: Sequence[Path], load_size: int, batch_size: int, workers: int = 2
-                 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (first index, uint8 (n, 3, L, L)) batches; decoding runs in threads one batch ahead."""
-    with ThreadPoolExecutor(max(1, workers)) as ex:
-        starts = iter(range(0, len(files), batch_size))
-        pending: collections.deque = collections.deque()
-
-        def submit(i0):
-            pending.append((i0, [ex.submit(load_square, files[i], load_size)
-                                 for i in range(i0, min(i0 + batch_size, len(files)))]))
-
-        for _ in range(2):
-            i0 = next(starts, None)
-            if i0 is not None:
-                submit(i0)
-        while pending:
-            i0, futures = pending.popleft()
-            nxt = next(starts, None)
-            if nxt is not None:
-                submit(nxt)
-            yield i0, torch.from_numpy(np.stack([f.result() for f in futures]))
-
-
-def extract(backbone, images: torch.Tensor, levels: Iterable[int], precision: str = "fp32",
-            channels_last: bool = False) -> dict[int, torch.Tensor]:
-    """Backbone features (float32, NCHW-contiguous) of images in [0, 1], under no_grad and optional autocast."""
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
-    dtype = _PRECISIONS[precision]
-    with torch.no_grad(), torch.autocast(images.device.type, dtype=dtype or torch.bfloat16,
-                                         enabled=dtype is not None):
-        x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
-        out = backbone(x, levels)
-    return {l: v.float().contiguous() for l, v in out.items()}
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=1, sort_keys=True))
-
-
-def mirror_window(x: np.ndarray, oy: int, ox: int, size: int, flip: bool) -> np.ndarray:
-    """Window (.., size, size) at (oy, ox) of ``x`` (..., H, W), or of its horizontal mirror when ``flip``."""
-    if not flip:
-        return x[..., oy:oy + size, ox:ox + size]
-    w = x.shape[-1]
-    x0 = w - size - ox
-    return x[..., oy:oy + size, x0:x0 + size][..., ::-1]
 
 
 # ---------------------------------------------------------------------------------------------- the cache
@@ -194,17 +105,17 @@ class FeatureCache:
 
     # ----------------------------------------------------------------------------------- validity
     @staticmethod
-    def expected_meta(backbone, files: Sequence[Path], levels: Iterable[int], load_size: int, image_size: int,
-                      precision: str = "fp32") -> dict:
+    def expected_meta(spec: FeatureSpec, files: Sequence[Path], levels: Iterable[int]) -> dict:
         """The meta.json a cache of this configuration has (without 'complete')."""
+        backbone, load_size, image_size = spec.backbone, spec.load_size, spec.image_size
         levels = sorted(set(int(l) for l in levels))
         for l in levels:
             if l not in LEVELS:
                 raise ValueError(f"cache level must be in 1..5, got {l}")
         if load_size < image_size:
             raise ValueError(f"load_size ({load_size}) must be >= image_size ({image_size})")
-        meta = {"format_version": FORMAT_VERSION, **backbone_identity(backbone),
-                "load_size": int(load_size), "image_size": int(image_size), "precision": precision,
+        meta = {"format_version": FORMAT_VERSION, **spec.identity(),
+                "load_size": int(load_size), "image_size": int(image_size), "precision": spec.precision,
                 "crop_rule": CROP_RULE, "levels": levels,
                 "channels": {str(l): int(backbone.channels[l]) for l in levels},
                 "strides": {str(l): int(backbone.strides[l]) for l in levels},
@@ -251,28 +162,27 @@ class FeatureCache:
         return None
 
     @classmethod
-    def check(cls, directory: str | Path, backbone, files: Sequence[Path], levels: Iterable[int], load_size: int,
-              image_size: int, *, precision: str = "fp32") -> str | None:
+    def check(cls, directory: str | Path, spec: FeatureSpec, files: Sequence[Path], levels: Iterable[int]
+              ) -> str | None:
         """None when the cache at ``directory`` can be reused for this configuration, else the reason."""
-        want = cls.expected_meta(backbone, files, levels, load_size, image_size, precision)
+        want = cls.expected_meta(spec, files, levels)
         return cls._mismatch(Path(directory), want)
 
     @classmethod
-    def open(cls, directory: str | Path, backbone, files: Sequence[Path], levels: Iterable[int], load_size: int,
-             image_size: int, *, precision: str = "fp32") -> "FeatureCache":
+    def open(cls, directory: str | Path, spec: FeatureSpec, files: Sequence[Path], levels: Iterable[int]
+             ) -> "FeatureCache":
         """Open a cache that must already be valid (e.g. built by rank 0); RuntimeError otherwise."""
         directory = Path(directory)
-        want = cls.expected_meta(backbone, files, levels, load_size, image_size, precision)
+        want = cls.expected_meta(spec, files, levels)
         reason = cls._mismatch(directory, want)
         if reason is not None:
             raise RuntimeError(f"feature cache {directory} is not usable: {reason}")
-        return cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), image_size)
+        return cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), spec.image_size)
 
     # ----------------------------------------------------------------------------------- build
     @classmethod
-    def build_or_open(cls, directory: str | Path, backbone, files: Sequence[Path], levels: Iterable[int],
-                      load_size: int, image_size: int, *, device: str | torch.device = "cpu", batch_size: int = 16,
-                      precision: str = "fp32", stats: dict[int, RunningStats] | None = None,
+    def build_or_open(cls, directory: str | Path, spec: FeatureSpec, files: Sequence[Path], levels: Iterable[int],
+                      *, batch_size: int = 16, stats: dict[int, RunningStats] | None = None,
                       progress: bool = True, workers: int = 2) -> "FeatureCache":
         """Reuse the cache at ``directory`` when it matches this configuration, else (re)build it.
 
@@ -284,30 +194,27 @@ class FeatureCache:
         files = [Path(f) for f in files]
         if not files:
             raise UserError(f"feature cache {directory}: no images to cache")
-        want = cls.expected_meta(backbone, files, levels, load_size, image_size, precision)
+        want = cls.expected_meta(spec, files, levels)
         reason = cls._mismatch(directory, want)
         if reason is None:
-            cache = cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), image_size)
+            cache = cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), spec.image_size)
             log.info("feature cache %s: reusing (%d images, levels %s)", directory, len(cache), cache.levels)
             if stats:
                 log.info("feature cache %s: computing normalization statistics from the cached images", directory)
-                cache.accumulate_stats(backbone, stats, device=device, batch_size=batch_size, precision=precision,
-                                       progress=progress)
+                cache.accumulate_stats(spec, stats, batch_size=batch_size, progress=progress)
             return cache
         log.info("feature cache %s: building, %s", directory, reason)
         try:
-            return cls._build(directory, backbone, files, want, device=device, batch_size=batch_size,
-                              precision=precision, stats=stats, progress=progress, workers=workers,
-                              image_size=image_size)
+            return cls._build(directory, spec, files, want, batch_size=batch_size, stats=stats, progress=progress,
+                              workers=workers)
         except OSError as e:  # read-only folder, disk full, ...: meta.json stays incomplete, so never used
             raise UserError(f"feature cache {directory}: cannot write ({type(e).__name__}: {e}); the cache was "
                             f"not completed and will be rebuilt next time. Set cache.dir to a writable folder or "
                             f"cache.enabled=false") from None
 
     @classmethod
-    def _build(cls, directory: Path, backbone, files: list[Path], meta: dict, *, device, batch_size: int,
-               precision: str, stats: dict[int, RunningStats] | None, progress: bool, workers: int,
-               image_size: int) -> "FeatureCache":
+    def _build(cls, directory: Path, spec: FeatureSpec, files: list[Path], meta: dict, *, batch_size: int,
+               stats: dict[int, RunningStats] | None, progress: bool, workers: int) -> "FeatureCache":
         from numpy.lib.format import open_memmap
         from tqdm import tqdm
 
@@ -326,8 +233,8 @@ class FeatureCache:
         _write_json_atomic(directory / "meta.json", {**meta, "complete": False})
         log.info("feature cache %s: %d images, levels %s, %.2f GiB", directory, n, levels, nbytes / 2**30)
 
-        device = torch.device(device)
-        backbone.to(device)
+        device = spec.device
+        spec.backbone.to(device)
         images = open_memmap(directory / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, L, L))
         arrays = {l: open_memmap(directory / f"level{l}.npy", mode="w+", dtype=np.float16,
                                  shape=tuple(meta["shapes"][str(l)])) for l in levels}
@@ -340,7 +247,7 @@ class FeatureCache:
                 b = sq.shape[0]
                 images[i0:i0 + b] = sq.numpy()
                 x = sq.to(device).float().div_(255.0)
-                feats = extract(backbone, torch.cat([x, x.flip(-1)]), compute, precision)
+                feats = extract(spec.backbone, torch.cat([x, x.flip(-1)]), compute, spec.precision)
                 for l in levels:
                     f = feats[l]
                     if list(f.shape[1:]) != meta["shapes"][str(l)][2:]:
@@ -368,22 +275,22 @@ class FeatureCache:
         meta = {**meta, "complete": True, "build_seconds": round(time.time() - t0, 2)}
         _write_json_atomic(directory / "meta.json", meta)
         log.info("feature cache %s: built in %.1f s", directory, time.time() - t0)
-        cache = cls(directory, meta, image_size)
+        cache = cls(directory, meta, spec.image_size)
         cache.rebuilt = True
         return cache
 
-    def accumulate_stats(self, backbone, stats: dict[int, RunningStats], *, device="cpu", batch_size: int = 16,
-                         precision: str = "fp32", progress: bool = False) -> None:
+    def accumulate_stats(self, spec: FeatureSpec, stats: dict[int, RunningStats], *, batch_size: int = 16,
+                         progress: bool = False) -> None:
         """Update ``stats`` with fp32 backbone features of both mirrors of every cached square."""
         from tqdm import tqdm
 
-        device = torch.device(device)
-        backbone.to(device)
+        device = spec.device
+        spec.backbone.to(device)
         levels = sorted(stats)
         for i0 in tqdm(range(0, len(self), batch_size), desc=f"statistics {self.directory.name}",
                        disable=not progress, leave=False):
             x = torch.from_numpy(np.array(self._images[i0:i0 + batch_size])).to(device).float() / 255.0
-            feats = extract(backbone, torch.cat([x, x.flip(-1)]), levels, precision)
+            feats = extract(spec.backbone, torch.cat([x, x.flip(-1)]), levels, spec.precision)
             for l in levels:
                 stats[l].update(feats[l])
 

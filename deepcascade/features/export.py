@@ -85,7 +85,7 @@ def export_features(images_dir: Path, out: Path, backbone, levels: list[int], im
     from tqdm import tqdm
 
     from ..data.images import scan_images
-    from .cache import backbone_identity, extract
+    from .extract import backbone_identity, extract
 
     report = scan_images(images_dir, "--images")  # names every skipped file in the log
     ident = backbone_identity(backbone)

@@ -19,11 +19,6 @@ from ..device import resolve_device
 log = logging.getLogger("deepcascade")
 
 
-def pipeline_levels(cfg: Config) -> list[int]:
-    """Every backbone level some stage of this config needs."""
-    return sorted(set(cfg.invert.levels) | {5} | set(range(cfg.cascade.final_level, 5)))
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -53,7 +48,7 @@ class Experiment:
 
 def setup_experiment(cfg: Config, run: RunDir) -> Experiment:
     """Device, backbone, normalization statistics and feature caches (built on first use)."""
-    from ..features.source import prepare_domains
+    from ..features.setup import prepare_domains
 
     device = resolve_device(cfg.engine.device)
     distributed.init_from_env(device.type)
@@ -61,6 +56,6 @@ def setup_experiment(cfg: Config, run: RunDir) -> Experiment:
     backbone = backbone_from_config(cfg).to(device)
     if cfg.engine.channels_last:
         backbone.to(memory_format=torch.channels_last)
-    normalizer, a, b = prepare_domains(cfg, run.path, backbone, device, rank=distributed.rank(),
-                                       world_size=distributed.world_size(), levels=pipeline_levels(cfg))
+    normalizer, a, b = prepare_domains(cfg, run, backbone, device, rank=distributed.rank(),
+                                       world_size=distributed.world_size())
     return Experiment(cfg, run, device, backbone, normalizer, a, b)

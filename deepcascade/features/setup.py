@@ -1,0 +1,163 @@
+"""Setting up a run's features: scan both domains, build or open their caches and the normalization
+statistics (one pass over the images of both domains, on rank 0), and return a :class:`DomainFeatures` per
+domain."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..data.images import scan_images
+from ..engine.run import RunDir
+from ..errors import UserError
+from .batches import DomainFeatures
+from .cache import FeatureCache
+from .extract import FeatureSpec, extract
+from .normalization import Normalizer, RunningStats
+from .squares import file_list_hash, iter_squares
+
+log = logging.getLogger("deepcascade")
+
+
+def pipeline_levels(cfg, levels: Iterable[int] | None = None) -> list[int]:
+    """Levels the run needs: ``levels`` if given, else invert.levels + the cascade's levels + 5; plus cache.levels."""
+    if levels is None:
+        levels = set(cfg.invert.levels) | set(range(cfg.cascade.final_level, 6))
+    return sorted(set(int(l) for l in levels) | set(int(l) for l in cfg.cache.levels))
+
+
+def _scan_domain(folder: str, field: str) -> list[Path]:
+    if not folder:
+        raise UserError(f"config field '{field}' is empty: set it to a folder of images (or set data.root to a "
+                        f"folder with trainA/ and trainB/)")
+    if not Path(folder).exists():
+        raise UserError(f"config field '{field}': folder not found: {folder}")
+    return scan_images(folder, f"config field '{field}'").good
+
+
+def _normalizer_mismatch(path: Path, want: dict) -> str | None:
+    """None when the statistics at ``path`` fit ``want`` (backbone, data, levels), else why not."""
+    if not path.is_file():
+        return f"no {path.name} yet"
+    try:
+        have = Normalizer.load(path)
+    except UserError as e:
+        return str(e)
+    diffs = [k for k, v in want.items() if k != "levels" and have.meta.get(k) != v]
+    if diffs:
+        return f"{path.name} was computed with a different {', '.join(diffs)}"
+    missing = sorted(set(want["levels"]) - set(have.levels))
+    if missing:
+        return f"{path.name} lacks levels {missing}"
+    return None
+
+
+def _stats_from_files(spec: FeatureSpec, files: list[Path], stats: dict[int, RunningStats], batch_size: int,
+                      workers: int) -> None:
+    """Accumulate statistics over both mirrors of every file's square (used when the cache is disabled)."""
+    from tqdm import tqdm
+
+    levels = sorted(stats)
+    with tqdm(total=len(files), desc="statistics", unit="img", leave=False) as bar:
+        for _, sq in iter_squares(files, spec.load_size, batch_size, workers):
+            x = sq.to(spec.device).float().div_(255.0)
+            feats = extract(spec.backbone, torch.cat([x, x.flip(-1)]), levels, spec.precision)
+            for l in levels:
+                stats[l].update(feats[l])
+            bar.update(sq.shape[0])
+
+
+def log_clamped_fraction(normalizer: Normalizer, domains: Sequence[DomainFeatures], batch_size: int = 8,
+                         seed: int = 0) -> dict[int, float]:
+    """Log (and return) the fraction of |z| > 1 per level on a fixed-seed batch of training crops per domain."""
+    g = torch.Generator().manual_seed(seed)
+    frac: dict[int, list[float]] = {}
+    for d in domains:
+        raw = d.sample(min(batch_size, len(d)), g, normalized=False)
+        for l in d.levels:
+            frac.setdefault(l, []).append(normalizer.clamped_fraction(raw[l], l))
+    result = {l: float(np.mean(v)) for l, v in sorted(frac.items(), reverse=True)}
+    what = "clamped" if normalizer.scheme == "clamp" else "beyond +-1 before tanh"
+    log.info("normalization (%s, k=%g): fraction %s on training crops: %s", normalizer.scheme, normalizer.k, what,
+             ", ".join(f"level {l} {100 * v:.2f}%" for l, v in result.items()))
+    return result
+
+
+def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 0, world_size: int = 1,
+                    levels: Iterable[int] | None = None, *, batch_size: int = 16, progress: bool = True
+                    ) -> tuple[Normalizer, DomainFeatures, DomainFeatures]:
+    """Scan both domains, build/open their caches and the normalization statistics, return the batch sources.
+
+    ``levels``: every level the whole pipeline will use (default :func:`pipeline_levels`); ``cache.levels`` are
+    added. Statistics cover the training images of both domains (both mirrors), come from the cache-building
+    pass, and are stored in the run directory (``run``: a RunDir or its path); an existing file for the same backbone, data
+    and levels is reused, unless a cache has to be rebuilt. Only rank 0 computes; other ranks wait at a
+    ``torch.distributed`` barrier (when initialized) and then open what rank 0 wrote.
+    """
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    d = cfg.data
+    levels = pipeline_levels(cfg, levels)
+    files = {"A": _scan_domain(d.domain_a, "data.domain_a"), "B": _scan_domain(d.domain_b, "data.domain_b")}
+    spec = FeatureSpec(backbone.to(device), d.load_size, d.image_size, device, cfg.engine.precision,
+                       cfg.engine.channels_last)
+    cache_levels = sorted(set(int(l) for l in cfg.cache.levels))
+    cache_root = Path(cfg.cache.dir) if cfg.cache.dir else run.cache_dir
+    norm_path = run.normalization_file
+    want = {**spec.identity(), "levels": levels, "load_size": d.load_size, "precision": spec.precision,
+            "data_hash": hashlib.sha256((file_list_hash(files["A"]) + file_list_hash(files["B"])).encode()
+                                        ).hexdigest()}
+    workers = max(1, d.workers)
+    caches: dict[str, FeatureCache | None] = {"A": None, "B": None}
+    normalizer: Normalizer | None = None
+
+    if rank == 0:
+        run.path.mkdir(parents=True, exist_ok=True)
+        reason = _normalizer_mismatch(norm_path, want)
+        if reason is None and cfg.cache.enabled:
+            stale = [k for k in files if FeatureCache.check(cache_root / k, spec, files[k], cache_levels)]
+            if stale:
+                reason = f"the feature cache of domain(s) {', '.join(stale)} is rebuilt"
+        stats = {l: RunningStats(backbone.channels[l]) for l in levels} if reason else None
+        if reason:
+            log.info("normalization statistics: computing over both domains (%s)", reason)
+        if cfg.cache.enabled:
+            for k in files:
+                caches[k] = FeatureCache.build_or_open(cache_root / k, spec, files[k], cache_levels,
+                                                       batch_size=batch_size, stats=stats, progress=progress,
+                                                       workers=workers)
+        elif stats:
+            _stats_from_files(spec, files["A"] + files["B"], stats, batch_size, workers)
+        if stats:
+            normalizer = Normalizer.from_stats(stats, cfg.normalization.scheme, cfg.normalization.k, meta=want)
+            normalizer.save(norm_path)
+            log.info("normalization statistics: written to %s", norm_path)
+        else:
+            normalizer = Normalizer.load(norm_path)
+            log.info("normalization statistics: reusing %s", norm_path)
+            if (normalizer.scheme, normalizer.k) != (cfg.normalization.scheme, cfg.normalization.k):
+                log.info("normalization: scheme/k changed to %s/%g (statistics reused)", cfg.normalization.scheme,
+                         cfg.normalization.k)
+                normalizer = normalizer.with_scheme(cfg.normalization.scheme, cfg.normalization.k)
+                normalizer.save(norm_path)
+
+    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # rank 0 has written the caches and the statistics
+
+    if rank != 0:
+        if cfg.cache.enabled:
+            for k in files:
+                caches[k] = FeatureCache.open(cache_root / k, spec, files[k], cache_levels)
+        normalizer = Normalizer.load(norm_path).with_scheme(cfg.normalization.scheme, cfg.normalization.k)
+
+    normalizer = normalizer.to(spec.device)
+    sources = [DomainFeatures(files[k], spec, normalizer, levels, caches[k], rank, world_size, workers=workers,
+                              name=k, cached_features=cfg.cache.window_features)
+               for k in ("A", "B")]
+    if rank == 0:
+        log_clamped_fraction(normalizer, sources)
+    return normalizer, sources[0], sources[1]
