@@ -71,16 +71,10 @@ def worker(cfg_path: str, run_dir: str, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    from deepcascade.data.synthetic import write_dataset
-
+def ddp_run(tmp_path_factory, synthetic_data, tiny_config):
     tmp = tmp_path_factory.mktemp("ddp")
-    write_dataset(tmp / "data", n=8, size=32, seed=0, n_test=2, progress=False)
-    cfg = {"name": "ddp", "data": {"root": str(tmp / "data"), "image_size": 32, "load_size": 32, "workers": 0},
-           "backbone": {"name": "vgg19", "weights": "random"},
-           "engine": {"device": "cpu", "checkpoint_every": 100, "log_every": 1, "sample_every": 100},
-           "invert": {"levels": [3], "steps": STEPS, "batch_size": BATCH}, "cascade": {"final_level": 3}}
-    (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    tiny_config(tmp / "cfg.yaml", synthetic_data(n=8, size=32, seed=0, n_test=2), name="ddp",
+                engine={"checkpoint_every": 100}, invert={"levels": [3], "steps": STEPS, "batch_size": BATCH})
     out = tmp / "out"
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

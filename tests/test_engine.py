@@ -11,7 +11,6 @@ thread count on both sides.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import logging
@@ -30,29 +29,14 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import write_tiny_config as write_config
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = "invert3"
-BASE = {"name": "t", "data": {"image_size": 32, "load_size": 32, "workers": 0},
-        "backbone": {"name": "vgg19", "weights": "random"},
-        "engine": {"device": "cpu", "checkpoint_every": 2, "log_every": 1, "sample_every": 100},
-        "invert": {"levels": [3], "steps": 6, "batch_size": 4}, "cascade": {"final_level": 3}}
 CKPT_RE = re.compile(rf"^{STAGE}-(\d{{7}})\.pt$")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def write_config(path: Path, data_root: Path, **sections) -> Path:
-    cfg = _merge(_merge(BASE, {"data": {"root": str(data_root)}}), sections)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
 def child_env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1"}
@@ -167,12 +151,8 @@ def load(path: Path) -> dict:
 
 # ----------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    from deepcascade.data.synthetic import write_dataset
-
-    root = tmp_path_factory.mktemp("engine_data")
-    write_dataset(root, n=8, size=32, seed=0, n_test=2, progress=False)
-    return root
+def data(synthetic_data) -> Path:
+    return synthetic_data(n=8, size=32, seed=0, n_test=2)
 
 
 @pytest.fixture(scope="module")

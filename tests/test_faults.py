@@ -36,19 +36,15 @@ def assert_user_error(r, *words):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, synthetic_data, tiny_config):
     """A tiny finished run: I_5 and the level-5 translators only (cascade.final_level 5)."""
     root = tmp_path_factory.mktemp("faults")
-    write_dataset(root / "data", n=4, size=SIZE, seed=1, n_test=2, progress=False)
-    cfg = root / "cfg.yaml"
-    cfg.write_text(f"""name: faults
-data: {{root: {root / 'data'}, image_size: {SIZE}, load_size: {SIZE}, workers: 0}}
-backbone: {{name: vgg19, weights: random}}
-engine: {{checkpoint_every: 1, log_every: 1, sample_every: 100, device: cpu, keep_checkpoints: 5}}
-invert: {{levels: [5], steps: 1, batch_size: 2, lambda_adv: 0}}
-deep: {{steps: 2, batch_size: 2, critic_width: 16, gn_groups: 8}}
-cascade: {{final_level: 5}}
-""")
+    cfg = tiny_config(root / "cfg.yaml", synthetic_data(n=4, size=SIZE, seed=1, n_test=2), name="faults",
+                      data={"image_size": SIZE, "load_size": SIZE},
+                      engine={"checkpoint_every": 1, "keep_checkpoints": 5},
+                      invert={"levels": [5], "steps": 1, "batch_size": 2, "lambda_adv": 0},
+                      deep={"steps": 2, "batch_size": 2, "critic_width": 16, "gn_groups": 8},
+                      cascade={"final_level": 5})
     r = cli("train", cfg, "--stage", "all", "--run-dir", root / "run")
     assert r.returncode == 0, r.stderr[-3000:]
     return root, cfg, root / "run"

@@ -20,18 +20,14 @@ STAGES = ["invert5", "invert4", "invert3", "deep", "cascade4", "cascade3"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_config):
     root = tmp_path_factory.mktemp("e2e")
     write_dataset(root / "data", n=6, size=SIZE, seed=0, n_test=5, progress=False)
-    cfg = root / "cfg.yaml"
-    cfg.write_text(f"""name: e2e
-data: {{root: {root / 'data'}, image_size: {SIZE}, load_size: {SIZE}, workers: 0}}
-backbone: {{name: vgg19, weights: random}}
-engine: {{checkpoint_every: 2, log_every: 1, sample_every: 2, device: cpu}}
-invert: {{levels: [5, 4, 3], steps: 2, batch_size: 2}}
-deep: {{steps: 2, batch_size: 2, critic_width: 32, gn_groups: 8}}
-cascade: {{final_level: 3, steps: 2, batch_size: 2, critic_width: 32}}
-""")
+    cfg = tiny_config(root / "cfg.yaml", root / "data", name="e2e", data={"image_size": SIZE, "load_size": SIZE},
+                      engine={"checkpoint_every": 2, "sample_every": 2},
+                      invert={"levels": [5, 4, 3], "steps": 2, "batch_size": 2},
+                      deep={"steps": 2, "batch_size": 2, "critic_width": 32, "gn_groups": 8},
+                      cascade={"final_level": 3, "steps": 2, "batch_size": 2, "critic_width": 32})
     run = root / "run"
     r = subprocess.run([sys.executable, "-m", "deepcascade", "train", str(cfg), "--stage", "all", "--run-dir", str(run)],
                        capture_output=True, text=True)
