@@ -155,12 +155,12 @@ class Config:
 _SECTION_HELP = {
     "data": "Unpaired two-domain image folders and image geometry",
     "backbone": "Frozen feature extractor (levels 1..5)",
-    "normalization": "Per-level feature normalization (METHOD.md section 1)",
+    "normalization": "Per-level feature normalization (docs/method.md section 1)",
     "cache": "On-disk cache of frozen-backbone features",
     "engine": "Training engine: device, precision, checkpoints, logging",
-    "invert": "Feature-inversion networks I_l (METHOD.md section 2)",
-    "deep": "Deepest-level (conv_5_1) translators, WGAN-GP (METHOD.md section 3)",
-    "cascade": "Coarse-to-fine conditional translators, levels 4..1 (METHOD.md section 4)",
+    "invert": "Feature-inversion networks I_l (docs/method.md section 2)",
+    "deep": "Deepest-level (conv_5_1) translators, WGAN-GP (docs/method.md section 3)",
+    "cascade": "Coarse-to-fine conditional translators, levels 4..1 (docs/method.md section 4)",
 }
 
 

@@ -1,4 +1,4 @@
-"""The deepest-level (level 5) stage learns a translation on synthetic feature maps (METHOD.md section 3).
+"""The deepest-level (level 5) stage learns a translation on synthetic feature maps (docs/method.md section 3).
 
 Two synthetic domains of level-5-like normalized features, 64 channels at 4x4 in (-1, 1):
 

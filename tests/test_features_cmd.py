@@ -18,7 +18,7 @@ from deepcascade.cli import main
 from deepcascade.data import transforms
 from deepcascade.data.images import load_image
 
-CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}  # METHOD.md section 1
+CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}  # docs/method.md section 1
 REPO = Path(__file__).resolve().parents[1]
 
 

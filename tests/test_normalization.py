@@ -1,4 +1,4 @@
-"""Per-level normalization (METHOD.md section 1): streaming statistics and the normalize/denormalize pair."""
+"""Per-level normalization (docs/method.md section 1): streaming statistics and the normalize/denormalize pair."""
 
 import pytest
 import torch

@@ -15,24 +15,8 @@ window is the mirror of the window at (oy, L - image_size - ox) of the original 
 too, so inversion training and uncached levels use exactly the same crops without decoding any file.
 
 A crop of the features is not exactly the features of the cropped image: zero padding inside the backbone makes
-them differ near the window border (the interior is identical). :func:`crop_consistency` measures it
-(``benchmarks/bench_features.py`` prints it). Relative L2 error ||crop(F(x)) - F(crop(x))|| / ||F(crop(x))||,
-fp32, VGG-19 with RANDOM weights (seed 0: the ImageNet weights are not available offline where this was
-measured; real weights will give other figures), 2 smooth synthetic images, windows at the corners and the
-centre on the 16-px grid; "margin 1" leaves out one feature cell along the window border. Pre-ReLU (post-ReLU
-is within 0.03 of it):
-
-    =====================  =====  =====  =====  =====  =====
-    load -> crop, margin   L1     L2     L3     L4     L5
-    256 -> 224, 0          0.058  0.090  0.139  0.229  0.318
-    256 -> 224, 1          0.000  0.032  0.056  0.105  0.148
-    80 -> 64, 0            0.117  0.178  0.257  0.407  0.536
-    80 -> 64, 1            0.000  0.065  0.105  0.196  0.314
-    =====================  =====  =====  =====  =====  =====
-
-So cached crops are an augmentation that is *not* identical to cropping the image: the border cells of a window
-carry context from outside it, most at level 5, whose window is only image_size/16 cells wide. The float16
-storage itself adds a relative error of 2e-4. Where exactness matters, set load_size = image_size (only the
+them differ near the window border (the interior is identical); :func:`crop_consistency` measures it, and
+docs/measurements.md ("Crop consistency of cached features") has the figures. Where exactness matters, set load_size = image_size (only the
 mirror remains as augmentation, and the cached features are exactly those of the image), or let
 :class:`~deepcascade.features.source.DomainFeatures` compute every level from the cached image window
 (``cached_features=False``: no decoding, exact features, one backbone pass per batch).

@@ -1,4 +1,4 @@
-"""Per-level feature normalization (METHOD.md section 1).
+"""Per-level feature normalization (docs/method.md section 1).
 
 The paper says every level is normalized but not how; our default: per-channel mean mu and standard deviation
 sigma over the training images of both domains together (both mirror images of each), then
@@ -112,7 +112,7 @@ class RunningStats:
 
 
 class Normalizer(nn.Module):
-    """Maps raw level-l features to [-1, 1] and back (METHOD.md section 1).
+    """Maps raw level-l features to [-1, 1] and back (docs/method.md section 1).
 
     An ``nn.Module`` whose buffers ``mean_<l>``/``std_<l>`` (float32, shape (C,)) move with ``.to(device)``.
     Arithmetic is done in at least float32 (bf16/fp16 inputs from autocast are promoted), so it is safe

@@ -1,9 +1,9 @@
-"""Coarse-to-fine conditional translators T^l and their AdaIN parameter predictors M^l (METHOD.md section 4).
+"""Coarse-to-fine conditional translators T^l and their AdaIN parameter predictors M^l (docs/method.md section 4).
 
 For level l in direction A->B: ``e~_l = T^l(e~_{l+1}; theta)`` with ``theta = M^l(e_l(source))``: the translator
 upsamples the translated deeper level, and the predictor reads the source's own level-l features to set the
 AdaIN scales and shifts inside the translator. :class:`CascadeModel` chains the trained levels, deepest first
-(METHOD.md section 5).
+(docs/method.md section 5).
 """
 
 from __future__ import annotations

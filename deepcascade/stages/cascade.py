@@ -1,4 +1,4 @@
-"""Coarse-to-fine conditional translation of level l = 4, 3, ... (METHOD.md section 4).
+"""Coarse-to-fine conditional translation of level l = 4, 3, ... (docs/method.md section 4).
 
 Level l is trained with the deeper levels frozen. In direction A->B the input is the frozen cascade's
 translation of the source down to level l+1, and the AdaIN parameters come from the source's own level-l

@@ -1,4 +1,4 @@
-"""Deepest-level (conv_5_1) translation: T_AB, T_BA with WGAN-GP, cycle and identity (METHOD.md section 3).
+"""Deepest-level (conv_5_1) translation: T_AB, T_BA with WGAN-GP, cycle and identity (docs/method.md section 3).
 
 The losses are written as functions of the networks and a batch (``critic_step``, ``generator_losses``),
 so the stage and the tests share them; :class:`DeepStage` adds data, sampling and the engine.

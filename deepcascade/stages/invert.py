@@ -1,6 +1,6 @@
 """Feature-inversion stage: train I_l to turn normalized level-l features back into images.
 
-METHOD.md section 2. Losses (following Dosovitskiy & Brox, the paper's reference 5): L1 pixel + perceptual
+docs/method.md section 2. Losses (following Dosovitskiy & Brox, the paper's reference 5): L1 pixel + perceptual
 (distance between the normalized level-l features of the output and of the input, i.e. the backbone
 itself is the comparator) + LSGAN against a PatchGAN discriminator. Trained on real images of both domains:
 every batch is half A, half B.
