@@ -22,6 +22,7 @@ from .engine.checkpoint import check_compatible, load_file, load_state
 from .engine.run import RunDir, parse_stage_name, stage_name
 from .errors import UserError
 from .features.normalization import Normalizer
+from .networks.deep import bottleneck_downsamplings
 from .networks import (AdaINPredictor, CascadeModel, CascadeTranslator, DeepTranslator, FeatureCritic,
                        InversionNet, PatchDiscriminator, predictor_convs)
 
@@ -47,9 +48,13 @@ def inversion_nets(channels: int, stride: int, adversarial: bool = True) -> dict
     return nets
 
 
-def deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int = 512) -> dict[str, nn.Module]:
-    """T_AB, T_BA (Table 1) and the critics D_A, D_B on (channels, size, size) level-5 features."""
-    nets = {f"T_{d}": build("DeepTranslator", channels=channels, gn_groups=gn_groups) for d in ("AB", "BA")}
+def deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int = 512, min_bottleneck: int = 4
+              ) -> dict[str, nn.Module]:
+    """T_AB, T_BA (Table 1, with as many down-samplings as keep a ``min_bottleneck`` wide bottleneck) and the
+    critics D_A, D_B on (channels, size, size) level-5 features."""
+    down = bottleneck_downsamplings(size, min_bottleneck)
+    nets = {f"T_{d}": build("DeepTranslator", channels=channels, gn_groups=gn_groups, downsamplings=down)
+            for d in ("AB", "BA")}
     nets.update({f"D_{d}": build("FeatureCritic", in_channels=channels, in_size=size, width=critic_width)
                  for d in ("A", "B")})
     return nets

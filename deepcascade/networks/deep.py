@@ -30,8 +30,18 @@ class _NormBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        x = self.conv(x) if output_size is None else self.conv(x, output_size=output_size)
+        transposed = isinstance(self.conv, nn.ConvTranspose2d)
+        x = self.conv(x, output_size=output_size) if transposed and output_size is not None else self.conv(x)
         return self.act(self.norm(x))
+
+
+def bottleneck_downsamplings(size: int, min_size: int = 4, most: int = 2) -> int:
+    """How many of Table 1's stride-2 convs a ``size`` x ``size`` input can take while the bottleneck stays at
+    least ``min_size`` wide: 2 at 14 (14 -> 7 -> 4, the paper's 224 px), 1 at 7 or 8, 0 at 4 or below."""
+    k = 0
+    while k < most and -(-size // 2 ** (k + 1)) >= min_size:
+        k += 1
+    return k
 
 
 class DeepTranslator(nn.Module):
@@ -43,21 +53,35 @@ class DeepTranslator(nn.Module):
     As in the table, the first conv has neither normalization nor activation.
 
     The spatial path is 14 -> 7 -> 4 -> 7 -> 14 at 224 px. Each transposed conv is given the size of the
-    matching encoder activation as ``output_size`` [ours], so every input size (even, odd, 1x1) comes back to
-    its own size. GroupNorm uses ``gn_groups`` groups, reduced by :func:`group_count` where it does not divide.
+    matching encoder activation as ``output_size`` [ours], so every input size comes back to its own size.
+    GroupNorm uses ``gn_groups`` groups, reduced by :func:`group_count` where it does not divide.
     The tanh keeps the output in (-1, 1), the range of the normalized features.
+
+    ``downsamplings`` [ours]: how many of the two stride-2 convs (and their transposed partners) keep stride 2.
+    The others become stride-1 3x3 convs with the same channels, so the layer list and parameter count stay
+    Table 1's. At the paper's 14x14 both downsample; at the 4x4 maps of small images the table would squeeze the
+    map to 1x1, where no spatial layout can pass, so there none does (:func:`bottleneck_downsamplings`).
     """
 
-    def __init__(self, channels: int = 512, gn_groups: int = 32):
+    def __init__(self, channels: int = 512, gn_groups: int = 32, downsamplings: int = 2):
         super().__init__()
+        if downsamplings not in (0, 1, 2):
+            raise ValueError(f"downsamplings must be 0, 1 or 2, got {downsamplings}")
         c, h = channels, channels // 2
-        self.channels = channels
-        # Table 1 of the supplementary, in order of application.
+        self.channels, self.downsamplings = channels, downsamplings
+
+        def down(c_in, c_out, strided):
+            return nn.Conv2d(c_in, c_out, 3, 2 if strided else 1, 1)
+
+        def up(c_in, c_out, strided):
+            return nn.ConvTranspose2d(c_in, c_out, 3, 2, 1) if strided else nn.Conv2d(c_in, c_out, 3, 1, 1)
+
+        # Table 1 of the supplementary, in order of application; down2/up1 and down1/up2 are partners.
         self.conv_in = nn.Conv2d(c, c, 3, 1, 1)
-        self.down1 = _NormBlock(nn.Conv2d(c, h, 3, 2, 1), h, gn_groups)
-        self.down2 = _NormBlock(nn.Conv2d(h, c, 3, 2, 1), c, gn_groups)
-        self.up1 = _NormBlock(nn.ConvTranspose2d(c, h, 3, 2, 1), h, gn_groups)
-        self.up2 = _NormBlock(nn.ConvTranspose2d(h, h, 3, 2, 1), h, gn_groups)
+        self.down1 = _NormBlock(down(c, h, downsamplings >= 1), h, gn_groups)
+        self.down2 = _NormBlock(down(h, c, downsamplings >= 2), c, gn_groups)
+        self.up1 = _NormBlock(up(c, h, downsamplings >= 2), h, gn_groups)
+        self.up2 = _NormBlock(up(h, h, downsamplings >= 1), h, gn_groups)
         self.conv_mid = _NormBlock(nn.Conv2d(h, c, 3, 1, 1), c, gn_groups)
         self.conv_out = nn.Conv2d(c, c, 3, 1, 1)
         self.out_act = nn.Tanh()

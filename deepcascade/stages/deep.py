@@ -62,7 +62,7 @@ class DeepStage(Stage):
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         channels, size, _ = exp.backbone.feature_shape(LEVEL, exp.cfg.data.image_size)
-        self.nets = deep_nets(channels, size, c.gn_groups, c.critic_width)
+        self.nets = deep_nets(channels, size, c.gn_groups, c.critic_width, c.min_bottleneck)
         self.optimizers = make_optimizers(self.nets, c.lr)
         self.compat = {**exp.compat, "level": LEVEL}
         self._fixed = None
