@@ -13,8 +13,8 @@ Variants, each printed beside the fp32 "images" baseline of the same size measur
 variant / baseline, > 1 is faster):
 
 - precision: ``fp32`` or ``bf16`` autocast (``engine.precision``);
-- features: ``images`` recomputes the VGG-19 conv_5_1 features of every batch from the image windows
-  (``cache.window_features: false``), ``cache`` reads them from the float16 feature cache (the default).
+- features: ``images`` recomputes the VGG-19 conv_5_1 features of every batch from the image crops
+  (``cache.levels: []``), ``cache`` reads them from the float16 feature cache (the default).
 
 ``img/s`` counts the source images whose features one iteration consumes: 2 domains x (n_critic + 1) x batch.
 Uses RANDOM VGG-19 weights (speed does not depend on the weights) and tiny synthetic data in a temporary

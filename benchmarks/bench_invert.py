@@ -15,8 +15,8 @@ Variants, each printed beside the fp32 "images" baseline of the same size measur
 
 - precision: ``fp32`` or ``bf16`` autocast (``engine.precision``);
 - features: ``images`` computes the level-l features of every batch with the frozen backbone from the image
-  windows (``cache.window_features: false``; the cache supplies decoded images only), ``cache`` reads them
-  from the float16 feature cache (``cache.window_features: true``). The perceptual loss still runs the
+  crops (``cache.levels: []``; the cache supplies decoded images only), ``cache`` reads them from the float16
+  feature cache (``cache.levels: [5, 4, 3]``, the default). The perceptual loss still runs the
   backbone on the reconstruction either way.
 
 Uses RANDOM VGG-19 weights (speed does not depend on the weights) and tiny synthetic two-domain data written
@@ -55,7 +55,7 @@ def make_experiment(data: Path, run_dir: Path, size: int, level: int, precision:
         "name": "bench",
         "data": {"root": str(data), "image_size": size, "load_size": size, "workers": 0},
         "backbone": {"name": "vgg19", "weights": "random", "seed": 0},
-        "cache": {"enabled": True, "levels": [5, 4, 3], "window_features": features == "cache"},
+        "cache": {"enabled": True, "levels": [5, 4, 3] if features == "cache" else []},
         "engine": {"device": device, "precision": precision, "seed": 0},
         "invert": {"levels": [level]}, "cascade": {"final_level": level}, **sections})
     with contextlib.redirect_stderr(io.StringIO()):  # no cache-building progress bars between table rows

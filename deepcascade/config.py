@@ -66,11 +66,10 @@ class CacheConfig:
     levels: list = _f([5, 4, 3], "levels kept in the cache; other levels are computed from images on the fly",
                       factory=True)
     dir: str = _f("", "cache folder; empty = RUN_DIR/cache")
-    window_features: bool = _f(True, "true: training crops are windows of the cached load_size features (fast; "
-                                     "differs from the crop's own features near the border, see "
-                                     "features/cache.py); false: every level is computed from the cached image "
-                                     "window (exact, one backbone pass per batch). Exact either way when "
-                                     "load_size == image_size")
+    crops: int = _f(4, "training crops cached per image (random offsets; the first is centred), each also "
+                       "mirrored; every cached feature is exactly the backbone's output on its crop. 1 crop when "
+                       "load_size == image_size. Disk: crops x 2 x the features of one image_size image per level",
+                    min=1)
 
 
 @dataclass

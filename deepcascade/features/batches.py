@@ -1,15 +1,11 @@
 """Where training stages get their batches: normalized backbone features of random crops of one domain.
 
-:func:`prepare_domains` scans both domains, builds or opens their feature caches and the normalization
-statistics (one pass over the images of both domains, on rank 0), and returns a :class:`DomainFeatures` per
-domain. :meth:`DomainFeatures.sample` draws files, mirror flags and crop offsets from the generator it is given
-and nothing else, so a resumed run that restores the generator's state draws the same batches.
-
-Crops: every image is first brought to its ``load_size`` square (shorter side -> load_size, centre crop), then an
-``image_size`` window is taken at a random offset and mirrored at random. With a cache, offsets are multiples
-of 16 (the stride of level 5) so that every cached level has an aligned window; without one any offset is used.
-Cached levels are crops of the features of the whole square; other levels are computed from the image window
-(see ``features/cache.py`` for how much the two differ near the window border).
+:meth:`DomainFeatures.sample` draws files, mirror flags and crops from the generator it is given and nothing
+else, so a resumed run that restores the generator's state draws the same batches. Crops: every image is first
+brought to its ``load_size`` square (shorter side -> load_size, centre crop), then an ``image_size`` crop is taken
+and mirrored at random: one of the image's cached crops (``features/cache.py``) or, without a cache, any offset.
+Every level of a batch is the backbone's output on the crop itself (from the cache or computed), so training
+sees exactly the features that translation will see at test time.
 """
 
 from __future__ import annotations
@@ -35,14 +31,15 @@ class DomainFeatures:
     """Batches of one domain: ``{level: features (N, C, h, w), 'image': (N, 3, S, S) in [0, 1]}`` on ``device``.
 
     Features are normalized with ``normalizer`` (raw when it is None, i.e. before statistics exist). Files are
-    sharded over ranks: this rank samples the indices i with ``i % world_size == rank``. With a cache, levels it
-    holds are read from it (crops of the features of the whole square) unless ``cached_features`` is False, and
-    the others are computed from the image window.
+    sharded over ranks: this rank samples the indices i with ``i % world_size == rank``. With a cache, crops are
+    drawn among each image's cached crops, the levels it holds are read from it and the others are computed
+    from the crop; without one, any crop offset is drawn and every level is computed. Either way every feature
+    is the backbone's output on the crop itself.
     """
 
     def __init__(self, files: Sequence[Path], spec: FeatureSpec, normalizer: Normalizer | None,
                  levels: Iterable[int], cache: FeatureCache | None = None, rank: int = 0, world_size: int = 1, *,
-                 workers: int = 2, name: str = "", cached_features: bool = True):
+                 workers: int = 2, name: str = ""):
         self.files = [Path(f) for f in files]
         self.spec = spec
         self.normalizer = normalizer
@@ -62,17 +59,12 @@ class DomainFeatures:
             raise UserError(f"domain {name or '?'} has {len(self.files)} image(s), fewer than the {self.world_size} "
                             f"ranks; every rank needs at least one")
         if cache is not None:
-            if len(cache) != len(self.files) or cache.load_size != self.load_size:
+            if (len(cache), cache.load_size, cache.image_size) != (len(self.files), self.load_size, self.image_size):
                 raise ValueError(f"cache {cache} does not hold these {len(self.files)} files at load_size "
-                                 f"{self.load_size}")
-            # cached_features=False: the cache only supplies image windows (no decoding) and every level is
-            # computed from the window, i.e. exactly the features of the crop (see features/cache.py)
-            self.cached_levels = [l for l in self.levels if l in cache.levels] if cached_features else []
-            #: crop offsets are multiples of this (16 for VGG-19: every level's window stays aligned)
-            self.offset_step = spec.backbone.spec.size_multiple
+                                 f"{self.load_size}, image_size {self.image_size}")
+            self.cached_levels = [l for l in self.levels if l in cache.levels]
         else:
             self.cached_levels = []
-            self.offset_step = 1
         self.computed_levels = [l for l in self.levels if l not in self.cached_levels]
         self._fixed: dict[int, torch.Tensor] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -86,12 +78,19 @@ class DomainFeatures:
 
     # ----------------------------------------------------------------------------------- sampling
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Random (file indices, mirror flags, (oy, ox) pixel offsets), all from ``generator`` (a CPU one)."""
-        pos = torch.randint(len(self.shard), (batch_size,), generator=generator).numpy()
+        """Random (file indices, mirror flags, (oy, ox) pixel offsets), all from ``generator`` (a CPU one).
+
+        With a cache the offsets are those of one of the image's cached crops, else any offset in the square.
+        """
+        idx = self.shard[torch.randint(len(self.shard), (batch_size,), generator=generator).numpy()]
         flips = torch.randint(2, (batch_size,), generator=generator).numpy().astype(bool)
-        n_off = (self.load_size - self.image_size) // self.offset_step + 1
-        offsets = torch.randint(n_off, (batch_size, 2), generator=generator).numpy() * self.offset_step
-        return self.shard[pos], flips, offsets
+        if self.cache is not None:
+            crop = torch.randint(self.cache.crops, (batch_size,), generator=generator).numpy()
+            offsets = self.cache.offsets[idx, crop].astype(np.int64)
+        else:
+            offsets = torch.randint(self.load_size - self.image_size + 1, (batch_size, 2),
+                                    generator=generator).numpy()
+        return idx, flips, offsets
 
     def sample(self, batch_size: int, generator: torch.Generator, normalized: bool = True,
                levels: Iterable[int] | None = None, with_image: bool = True) -> dict:
@@ -123,8 +122,7 @@ class DomainFeatures:
         off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
         cuda = self.device.type == "cuda"
         if self.cache is not None:
-            raw = self.cache.read(idx, flp, off, cached, image_size=self.image_size,
-                                  dtype=torch.float16 if cuda else torch.float32,
+            raw = self.cache.read(idx, flp, off, cached, dtype=torch.float16 if cuda else torch.float32,
                                   image=with_image or bool(computed))
             out = {k: v.to(self.device, non_blocking=True).float() for k, v in raw.items()}
         else:

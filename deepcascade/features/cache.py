@@ -2,28 +2,28 @@
 
 Layout of a cache folder::
 
-    meta.json                                  what was computed and with what; "complete": true is written last
-    images.npy   uint8   (n, 3, L, L)          the L-square of every image (shorter side -> L, centre crop L:
-                                               the geometry of ``data.transforms.load_transform``)
-    level<l>.npy float16 (n, 2, C_l, S_l, S_l) backbone features of that square ([:, 0]) and of its horizontal
-                                               mirror ([:, 1]); S_l = L // stride_l
+    meta.json                                     what was computed and with what; "complete": true is written last
+    images.npy   uint8   (n, 3, L, L)             the L-square of every image (shorter side -> L, centre crop L:
+                                                  the geometry of ``data.transforms.load_transform``)
+    offsets.npy  int32   (n, K, 2)                the (oy, ox) pixel offsets of each image's K training crops
+    level<l>.npy float16 (n, K, 2, C_l, h_l, h_l) backbone features of crop k ([:, k, 0]) and of its mirror
+                                                  ([:, k, 1]); h_l = image_size // stride_l
 
-Training reads ``image_size`` windows of the L-square at pixel offsets (oy, ox) that are multiples of 16 (the
-stride of level 5), so the window of level l is ``features[..., oy//s_l : oy//s_l + image_size//s_l, ox//s_l : ...]``
-at every level. **Mirrored entries**: (oy, ox) is applied to the *mirrored* square and its features, i.e. the
-window is the mirror of the window at (oy, L - image_size - ox) of the original square. The images are stored
-too, so inversion training and uncached levels use exactly the same crops without decoding any file.
-
-A crop of the features is not exactly the features of the cropped image: zero padding inside the backbone makes
-them differ near the window border (the interior is identical); :func:`crop_consistency` measures it, and
-docs/measurements.md ("Crop consistency of cached features") has the figures. Where exactness matters, set load_size = image_size (only the
-mirror remains as augmentation, and the cached features are exactly those of the image), or let
-:class:`~deepcascade.features.source.DomainFeatures` compute every level from the cached image window
-(``cached_features=False``: no decoding, exact features, one backbone pass per batch).
+Every cached feature is exactly the backbone's output on a real ``image_size`` crop (float16 storage adds a
+relative error of about 2e-4): the training crops are fixed per image, K of them (``cache.crops``; crop 0 is the
+centre crop, the others are uniformly random offsets, deterministic per image index), each also mirrored. Caching
+windows of the features of the whole square instead would be cheaper but is not the same thing: zero padding
+inside the backbone makes a window of the features differ from the features of the cropped image near its
+border, by up to a third of the norm at level 5 (:func:`crop_consistency`, docs/measurements.md). Training on
+those and translating exact features at test time is a train/test mismatch, so the cache does not do it.
+**Mirrored entries**: entry (k, 1) is the crop at offset (oy, ox) of the *mirrored* square, i.e. the mirror of
+the window at (oy, L - image_size - ox) of the original (:func:`~deepcascade.features.squares.mirror_window`).
+The squares are stored too, so inversion training and uncached levels use exactly the same crops without
+decoding any file.
 
 A cache whose meta.json is missing, says ``complete: false`` (an interrupted build) or does not match the
-requested configuration (backbone, weights, ReLU, load size, precision, crop rule, file list, levels) is rebuilt,
-and the reason is logged; it is never used silently.
+requested configuration (backbone, weights, ReLU, sizes, crops, precision, crop rule, file list, levels) is
+rebuilt, and the reason is logged; it is never used silently.
 """
 
 from __future__ import annotations
@@ -49,43 +49,71 @@ from .squares import file_list_hash, iter_squares, mirror_window
 
 log = logging.getLogger("deepcascade")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CROP_RULE = ("shorter side -> load_size (bicubic, antialiased; JPEG draft decoding above 2x), centre crop "
-             "load_size square; entry 1 = horizontal mirror of entry 0")
+             "load_size square; K image_size crops per square: crop 0 centred, the others at offsets drawn by "
+             "numpy default_rng([image index]); entry 1 = the crop at the same offset of the mirrored square")
 _F16_MAX = 65504.0
+_CHUNK = 32  # crops per backbone pass while building: bounds the activation memory at large image sizes
 #: meta.json keys that must equal the requested configuration for a cache to be reused
-_MATCH_KEYS = ("format_version", "backbone", "weights", "relu", "load_size", "precision", "crop_rule",
-               "files_hash", "n_images")
+_MATCH_KEYS = ("format_version", "backbone", "weights", "relu", "load_size", "image_size", "crops", "precision",
+               "crop_rule", "files_hash", "n_images")
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
+def crop_offsets(n: int, load_size: int, image_size: int, crops: int) -> np.ndarray:
+    """(n, crops, 2) pixel offsets of each image's training crops: crop 0 centred, the others uniformly random
+    (numpy ``default_rng([i])`` for image i, so an image's crops do not depend on the other files)."""
+    m = load_size - image_size
+    out = np.empty((n, crops, 2), dtype=np.int32)
+    out[:, 0] = m // 2
+    for i in range(n):
+        if crops > 1:
+            out[i, 1:] = np.random.default_rng([i]).integers(0, m + 1, size=(crops - 1, 2))
+    return out
+
+
+def crop_features(spec: FeatureSpec, squares: np.ndarray, offsets: np.ndarray, levels: Iterable[int]
+                   ) -> dict[int, torch.Tensor]:
+    """Features of every crop (k) and mirror (f) of uint8 squares (b, 3, L, L) at ``offsets`` (b, K, 2): one
+    tensor per level of shape (b * K * 2, C, h, h), ordered image-major, then crop, then mirror."""
+    S = spec.image_size
+    windows = np.stack([mirror_window(sq, int(oy), int(ox), S, flip)
+                        for sq, offs in zip(squares, offsets) for oy, ox in offs for flip in (False, True)])
+    parts = [extract(spec.backbone, torch.from_numpy(windows[i:i + _CHUNK]).to(spec.device).float().div_(255.0),
+                     levels, spec.precision) for i in range(0, len(windows), _CHUNK)]
+    return {l: torch.cat([p[l] for p in parts]) for l in parts[0]}
+
+
 # ---------------------------------------------------------------------------------------------- the cache
 class FeatureCache:
     """A domain's cached features; use :meth:`build_or_open` (or :meth:`open` for a cache known to be valid)."""
 
-    def __init__(self, directory: str | Path, meta: dict, image_size: int | None = None):
+    def __init__(self, directory: str | Path, meta: dict):
         self.directory = Path(directory)
         self.meta = meta
         self.levels: list[int] = [int(l) for l in meta["levels"]]
         self.load_size: int = int(meta["load_size"])
-        self.image_size: int = int(image_size or meta["image_size"])
+        self.image_size: int = int(meta["image_size"])
+        self.crops: int = int(meta["crops"])
         self.strides: dict[int, int] = {int(l): int(s) for l, s in meta["strides"].items()}
         self.channels: dict[int, int] = {int(l): int(c) for l, c in meta["channels"].items()}
         #: True when this object's data was computed by the call that returned it
         self.rebuilt = False
         self._arrays = {l: np.load(self.directory / f"level{l}.npy", mmap_mode="r") for l in self.levels}
         self._images = np.load(self.directory / "images.npy", mmap_mode="r")
-        if self.image_size > self.load_size:
-            raise ValueError(f"image_size {self.image_size} exceeds the cached load_size {self.load_size}")
+        #: (n, K, 2) int: the pixel offsets of each image's training crops
+        self.offsets = np.load(self.directory / "offsets.npy")
 
     def __len__(self) -> int:
         return int(self.meta["n_images"])
 
     def __repr__(self) -> str:
-        return f"FeatureCache({str(self.directory)!r}, n={len(self)}, levels={self.levels}, L={self.load_size})"
+        return (f"FeatureCache({str(self.directory)!r}, n={len(self)}, levels={self.levels}, L={self.load_size}, "
+                f"S={self.image_size}, crops={self.crops})")
 
     # ----------------------------------------------------------------------------------- validity
     @staticmethod
@@ -98,13 +126,14 @@ class FeatureCache:
                 raise ValueError(f"cache level must be in 1..5, got {l}")
         if load_size < image_size:
             raise ValueError(f"load_size ({load_size}) must be >= image_size ({image_size})")
+        k = spec.n_crops
         meta = {"format_version": FORMAT_VERSION, **spec.identity(),
-                "load_size": int(load_size), "image_size": int(image_size), "precision": spec.precision,
+                "load_size": int(load_size), "image_size": int(image_size), "crops": k, "precision": spec.precision,
                 "crop_rule": CROP_RULE, "levels": levels,
                 "channels": {str(l): int(backbone.channels[l]) for l in levels},
                 "strides": {str(l): int(backbone.strides[l]) for l in levels},
-                "shapes": {str(l): [len(files), 2, int(backbone.channels[l]), load_size // backbone.strides[l],
-                                    load_size // backbone.strides[l]] for l in levels},
+                "shapes": {str(l): [len(files), k, 2, int(backbone.channels[l]), image_size // backbone.strides[l],
+                                    image_size // backbone.strides[l]] for l in levels},
                 "files_hash": file_list_hash(files), "n_images": len(files),
                 "package_version": __version__}
         return meta
@@ -143,6 +172,12 @@ class FeatureCache:
             return f"images.npy is unreadable ({type(e).__name__})"
         if shape != [want["n_images"], 3, want["load_size"], want["load_size"]]:
             return f"images.npy has shape {shape}"
+        try:
+            shape = list(np.load(directory / "offsets.npy", mmap_mode="r").shape)
+        except (OSError, ValueError) as e:
+            return f"offsets.npy is unreadable ({type(e).__name__})"
+        if shape != [want["n_images"], want["crops"], 2]:
+            return f"offsets.npy has shape {shape}"
         return None
 
     @classmethod
@@ -161,7 +196,7 @@ class FeatureCache:
         reason = cls._mismatch(directory, want)
         if reason is not None:
             raise RuntimeError(f"feature cache {directory} is not usable: {reason}")
-        return cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), spec.image_size)
+        return cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")))
 
     # ----------------------------------------------------------------------------------- build
     @classmethod
@@ -181,7 +216,7 @@ class FeatureCache:
         want = cls.expected_meta(spec, files, levels)
         reason = cls._mismatch(directory, want)
         if reason is None:
-            cache = cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")), spec.image_size)
+            cache = cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")))
             log.info("feature cache %s: reusing (%d images, levels %s)", directory, len(cache), cache.levels)
             if stats:
                 log.info("feature cache %s: computing normalization statistics from the cached images", directory)
@@ -205,7 +240,7 @@ class FeatureCache:
         directory.mkdir(parents=True, exist_ok=True)
         # An interrupted build must never look complete: the old meta goes first, the new one is written last.
         (directory / "meta.json").unlink(missing_ok=True)
-        for stale in list(directory.glob("level*.npy")) + [directory / "images.npy"]:
+        for stale in list(directory.glob("level*.npy")) + [directory / "images.npy", directory / "offsets.npy"]:
             stale.unlink(missing_ok=True)
         n, L, levels = len(files), meta["load_size"], meta["levels"]
         nbytes = n * 3 * L * L + sum(2 * math.prod(meta["shapes"][str(l)]) for l in levels)
@@ -220,6 +255,8 @@ class FeatureCache:
         device = spec.device
         spec.backbone.to(device)
         images = open_memmap(directory / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, L, L))
+        offsets = crop_offsets(n, L, meta["image_size"], meta["crops"])
+        np.save(directory / "offsets.npy", offsets)
         arrays = {l: open_memmap(directory / f"level{l}.npy", mode="w+", dtype=np.float16,
                                  shape=tuple(meta["shapes"][str(l)])) for l in levels}
         compute = sorted(set(levels) | set(stats or {}))
@@ -230,20 +267,17 @@ class FeatureCache:
             for i0, sq in iter_squares(files, L, batch_size, workers):
                 b = sq.shape[0]
                 images[i0:i0 + b] = sq.numpy()
-                x = sq.to(device).float().div_(255.0)
-                feats = extract(spec.backbone, torch.cat([x, x.flip(-1)]), compute, spec.precision)
+                feats = crop_features(spec, sq.numpy(), offsets[i0:i0 + b], compute)
                 for l in levels:
                     f = feats[l]
-                    if list(f.shape[1:]) != meta["shapes"][str(l)][2:]:
+                    if list(f.shape[1:]) != meta["shapes"][str(l)][3:]:
                         raise RuntimeError(f"level {l}: backbone gave {tuple(f.shape[1:])}, expected "
-                                           f"{meta['shapes'][str(l)][2:]} for load_size {L}")
+                                           f"{meta['shapes'][str(l)][3:]} for image_size {meta['image_size']}")
                     big = f.abs() > _F16_MAX
                     if bool(big.any()):
                         overflow += int(big.sum())
                         f = f.clamp(-_F16_MAX, _F16_MAX)
-                    a = f.half().cpu().numpy()
-                    arrays[l][i0:i0 + b, 0] = a[:b]
-                    arrays[l][i0:i0 + b, 1] = a[b:]
+                    arrays[l][i0:i0 + b] = f.half().cpu().numpy().reshape(b, *meta["shapes"][str(l)][1:])
                 if stats:
                     for l, s in stats.items():
                         s.update(feats[l])
@@ -259,38 +293,47 @@ class FeatureCache:
         meta = {**meta, "complete": True, "build_seconds": round(time.time() - t0, 2)}
         _write_json_atomic(directory / "meta.json", meta)
         log.info("feature cache %s: built in %.1f s", directory, time.time() - t0)
-        cache = cls(directory, meta, spec.image_size)
+        cache = cls(directory, meta)
         cache.rebuilt = True
         return cache
 
     def accumulate_stats(self, spec: FeatureSpec, stats: dict[int, RunningStats], *, batch_size: int = 16,
                          progress: bool = False) -> None:
-        """Update ``stats`` with fp32 backbone features of both mirrors of every cached square."""
+        """Update ``stats`` with fp32 backbone features of every cached crop (both mirrors), recomputed from the
+        stored squares (the same numbers the building pass gave, including levels that are not stored)."""
         from tqdm import tqdm
 
-        device = spec.device
-        spec.backbone.to(device)
+        spec.backbone.to(spec.device)
         levels = sorted(stats)
         for i0 in tqdm(range(0, len(self), batch_size), desc=f"statistics {self.directory.name}",
                        disable=not progress, leave=False):
-            x = torch.from_numpy(np.array(self._images[i0:i0 + batch_size])).to(device).float() / 255.0
-            feats = extract(spec.backbone, torch.cat([x, x.flip(-1)]), levels, spec.precision)
+            feats = crop_features(spec, np.array(self._images[i0:i0 + batch_size]),
+                                   self.offsets[i0:i0 + batch_size], levels)
             for l in levels:
                 stats[l].update(feats[l])
 
     # ----------------------------------------------------------------------------------- reading
+    def crop_index(self, indices: Sequence[int], offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Which cached crop of each image has each (oy, ox) offset; ValueError for an offset that is not cached."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        hit = (self.offsets[idx] == off[:, None, :]).all(-1)  # (B, K)
+        if not hit.any(1).all():
+            j = int(np.flatnonzero(~hit.any(1))[0])
+            raise ValueError(f"offset {tuple(off[j])} is not a cached crop of image {idx[j]} (cached: "
+                             f"{self.offsets[idx[j]].tolist()})")
+        return hit.argmax(1)
+
     def read(self, indices: Sequence[int], flips: Sequence[bool | int], offsets: Sequence[tuple[int, int]],
-             levels: Iterable[int] | None = None, *, image_size: int | None = None,
-             dtype: torch.dtype = torch.float32, image: bool = True) -> dict:
-        """Crops of cached entries, as CPU tensors.
+             levels: Iterable[int] | None = None, *, dtype: torch.dtype = torch.float32, image: bool = True) -> dict:
+        """Cached training crops, as CPU tensors.
 
         Returns ``{level: (N, C_l, image_size/s_l, image_size/s_l)}`` in ``dtype`` (float32 by default; pass
         torch.float16 to move half the bytes and convert on the device) and, when ``image``, ``'image'``:
-        float32 (N, 3, image_size, image_size) in [0, 1]. Entry j is image ``indices[j]``, mirrored when
-        ``flips[j]``, window at pixel offset ``offsets[j] = (oy, ox)`` of the (mirrored) square; offsets must be
-        multiples of every requested level's stride.
+        float32 (N, 3, image_size, image_size) in [0, 1]. Entry j is image ``indices[j]``, its crop at pixel
+        offset ``offsets[j] = (oy, ox)`` (one of :attr:`offsets`) of the square, mirrored when ``flips[j]``.
         """
-        S = int(image_size or self.image_size)
+        S = self.image_size
         levels = self.levels if levels is None else [int(l) for l in levels]
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         flp = np.asarray(flips).astype(bool).reshape(-1)
@@ -300,22 +343,16 @@ class FeatureCache:
             raise ValueError(f"indices ({B}), flips ({len(flp)}) and offsets ({len(off)}) must have one entry each")
         if B and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"cache index out of range 0..{len(self) - 1}: {idx.tolist()}")
-        if B and (off.min() < 0 or off.max() > self.load_size - S):
-            raise ValueError(f"crop offsets must lie in 0..{self.load_size - S} for {S} px windows of "
-                             f"{self.load_size} px squares, got {off.tolist()}")
+        crop = self.crop_index(idx, off) if B else np.zeros(0, dtype=np.int64)
         order = np.argsort(idx, kind="stable")  # read the memory maps front to back
         out: dict = {}
         for l in levels:
             if l not in self._arrays:
                 raise KeyError(f"level {l} is not cached (cached: {self.levels})")
-            s, arr = self.strides[l], self._arrays[l]
-            if B and (off % s).any():
-                raise ValueError(f"crop offsets must be multiples of {s} (stride of level {l}), got {off.tolist()}")
-            h = S // s
-            buf = np.empty((B, arr.shape[2], h, h), dtype=np.float16)
+            arr = self._arrays[l]
+            buf = np.empty((B, *arr.shape[3:]), dtype=np.float16)
             for j in order:
-                oy, ox = int(off[j, 0]) // s, int(off[j, 1]) // s
-                buf[j] = arr[idx[j], int(flp[j]), :, oy:oy + h, ox:ox + h]
+                buf[j] = arr[idx[j], crop[j], int(flp[j])]
             # numpy converts single-threaded: torch's thread pool costs milliseconds on small tensors
             out[l] = torch.from_numpy(buf.astype(np.float32)).to(dtype) if dtype != torch.float16 \
                 else torch.from_numpy(buf)

@@ -44,7 +44,8 @@ def backbone_identity(backbone) -> dict:
 @dataclass
 class FeatureSpec:
     """Everything that determines the features of an image: the backbone, the device and precision it runs
-    in, and the geometry (the ``load_size`` square every image is brought to, the ``image_size`` training crop).
+    in, and the geometry (the ``load_size`` square every image is brought to, the ``image_size`` training crop,
+    and how many fixed training crops per image the feature cache holds).
     """
 
     backbone: torch.nn.Module
@@ -53,6 +54,12 @@ class FeatureSpec:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
     channels_last: bool = False
+    crops: int = 4
+
+    @property
+    def n_crops(self) -> int:
+        """Training crops per image in the cache: ``crops``, or 1 when the square is the crop."""
+        return 1 if self.load_size == self.image_size else max(1, int(self.crops))
 
     def __post_init__(self):
         self.device = torch.device(self.device)

@@ -16,8 +16,8 @@ from ..data.images import scan_images
 from ..engine.run import RunDir
 from ..errors import UserError
 from .batches import DomainFeatures
-from .cache import FeatureCache
-from .extract import FeatureSpec, extract
+from .cache import FeatureCache, crop_features, crop_offsets
+from .extract import FeatureSpec
 from .normalization import Normalizer, RunningStats
 from .squares import file_list_hash, iter_squares
 
@@ -59,14 +59,15 @@ def _normalizer_mismatch(path: Path, want: dict) -> str | None:
 
 def _stats_from_files(spec: FeatureSpec, files: list[Path], stats: dict[int, RunningStats], batch_size: int,
                       workers: int) -> None:
-    """Accumulate statistics over both mirrors of every file's square (used when the cache is disabled)."""
+    """Accumulate statistics over the training crops (both mirrors) of one domain's files, the crops a cache
+    would hold (used when the cache is disabled, so that the statistics do not depend on it)."""
     from tqdm import tqdm
 
     levels = sorted(stats)
+    offsets = crop_offsets(len(files), spec.load_size, spec.image_size, spec.n_crops)
     with tqdm(total=len(files), desc="statistics", unit="img", leave=False) as bar:
-        for _, sq in iter_squares(files, spec.load_size, batch_size, workers):
-            x = sq.to(spec.device).float().div_(255.0)
-            feats = extract(spec.backbone, torch.cat([x, x.flip(-1)]), levels, spec.precision)
+        for i0, sq in iter_squares(files, spec.load_size, batch_size, workers):
+            feats = crop_features(spec, sq.numpy(), offsets[i0:i0 + sq.shape[0]], levels)
             for l in levels:
                 stats[l].update(feats[l])
             bar.update(sq.shape[0])
@@ -104,7 +105,7 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
     levels = pipeline_levels(cfg, levels)
     files = {"A": _scan_domain(d.domain_a, "data.domain_a"), "B": _scan_domain(d.domain_b, "data.domain_b")}
     spec = FeatureSpec(backbone.to(device), d.load_size, d.image_size, device, cfg.engine.precision,
-                       cfg.engine.channels_last)
+                       cfg.engine.channels_last, cfg.cache.crops)
     cache_levels = sorted(set(int(l) for l in cfg.cache.levels))
     cache_root = Path(cfg.cache.dir) if cfg.cache.dir else run.cache_dir
     norm_path = run.normalization_file
@@ -131,7 +132,8 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
                                                        batch_size=batch_size, stats=stats, progress=progress,
                                                        workers=workers)
         elif stats:
-            _stats_from_files(spec, files["A"] + files["B"], stats, batch_size, workers)
+            for k in files:
+                _stats_from_files(spec, files[k], stats, batch_size, workers)
         if stats:
             normalizer = Normalizer.from_stats(stats, cfg.normalization.scheme, cfg.normalization.k, meta=want)
             normalizer.save(norm_path)
@@ -156,7 +158,7 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
 
     normalizer = normalizer.to(spec.device)
     sources = [DomainFeatures(files[k], spec, normalizer, levels, caches[k], rank, world_size, workers=workers,
-                              name=k, cached_features=cfg.cache.window_features)
+                              name=k)
                for k in ("A", "B")]
     if rank == 0:
         log_clamped_fraction(normalizer, sources)
