@@ -55,3 +55,66 @@ def synthetic_data(tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_config, synthetic_data):
+    """A tiny finished run (random VGG-19, 32 px): I_5 and the level-5 translators (cascade.final_level 5).
+
+    Returns (root, config file, run directory); ``root/data`` holds the synthetic data it was trained on.
+    """
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    (root / "data").symlink_to(synthetic_data(n=4, size=32, seed=1, n_test=3))
+    cfg = tiny_config(root / "cfg.yaml", root / "data", engine={"checkpoint_every": 1},
+                      invert={"levels": [5], "steps": 1, "batch_size": 2, "lambda_adv": 0},
+                      deep={"steps": 1, "batch_size": 2, "critic_width": 16, "gn_groups": 8},
+                      cascade={"final_level": 5})
+    r = subprocess.run([sys.executable, "-m", "deepcascade", "train", str(cfg), "--stage", "all", "--run-dir",
+                        str(root / "run")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root, cfg, root / "run"
+
+
+def _drop_cli_handlers() -> None:
+    import logging
+
+    logger = logging.getLogger("deepcascade")
+    for h in [h for h in logger.handlers if getattr(h, "_deepcascade", False)]:
+        logger.removeHandler(h)
+
+
+def cli_inprocess(*argv):
+    """``deepcascade ARGV`` through ``deepcascade.cli.main`` in this process (no interpreter start-up: seconds
+    faster per call); stdout and stderr captured, returned like ``subprocess.run``'s result. An exception that
+    escapes ``main`` is printed as the traceback a subprocess would show."""
+    import contextlib
+    import io
+    import subprocess
+    import traceback
+
+    from deepcascade.cli import main
+
+    argv = [str(a) for a in argv]
+    out, err = io.StringIO(), io.StringIO()
+    _drop_cli_handlers()  # the CLI's log handler binds the stderr it finds: ours, then none
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except SystemExit as e:  # argparse errors
+                rc = e.code if isinstance(e.code, int) else 1
+            except Exception:
+                traceback.print_exc(file=err)
+                rc = 1
+    finally:
+        _drop_cli_handlers()
+    return subprocess.CompletedProcess(["deepcascade", *argv], rc, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def dc():
+    """Run the CLI in this process: ``dc("translate", "--run", ...)`` -> CompletedProcess."""
+    return cli_inprocess

@@ -144,7 +144,7 @@ def test_failed_output_write_keeps_previous_file(run, tmp_path, monkeypatch, cap
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", failing_save)
-    assert main(["translate", "--run", str(rd), "--input", str(inp), "--out", str(out)]) == 2
+    assert main(["translate", "--run", str(rd), "--input", str(inp), "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "cannot write" in err and "No space left" in err
     assert (out / "x.png").read_bytes() == b"previous result"

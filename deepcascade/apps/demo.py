@@ -118,7 +118,7 @@ def measure(translator, rows: list[dict], target: str) -> dict:
 
 def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: int = 0) -> dict:
     """Run the demo into ``out``; returns the measurements (also written to ``out/demo.json``)."""
-    from ..data.synthetic import write_dataset
+    from ..data.synthetic import is_complete, write_dataset
     from ..inference.translate_folder import translate_folder
     from ..inference.translator import Translator
     from ..outputs.html import write_index
@@ -132,7 +132,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
     print(f"backbone: {said}")
     plan = PLANS[(backbone, quick)]
     data_dir = out / "data"
-    if not (data_dir / "synthetic.json").is_file():
+    if not is_complete(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test):
         print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
         write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)
     cfg = demo_config(plan, backbone, data_dir, device)
@@ -146,7 +146,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
     rows = []
     for direction, src, target in (("a2b", "testA", "B"), ("b2a", "testB", "A")):
         res = translate_folder(run_dir, data_dir / src, out / direction, direction=direction, save_levels=True,
-                               translator=translator)
+                               translator=translator, overwrite=True)  # its own outputs of a previous run
         report[direction] = measure(translator, res["rows"], target)
         rows += [{**r, "name": f"{direction}: {r['name']}"} for r in res["rows"]]
     report["balanced_translated"] = (report["a2b"]["translated_share_target"]

@@ -4,6 +4,8 @@ Each kind is one entry of ``KINDS``: a function adding its own flags and a funct
 more kinds are added without touching the others. The work lives in ``deepcascade/data/prepare/`` (one module
 per source layout) and is imported inside the run functions, so building the parser imports no torch.
 Every kind except ``synthetic`` is idempotent (a ``prepare.json`` marker written last); see docs/datasets.md.
+No kind writes over an input: ``synthetic`` checks ``--out`` with :func:`dataset_output`, the others with
+``data/prepare/output.py`` (both through :func:`deepcascade.fileio.check_output_location`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,26 @@ import logging
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import OVERWRITE_HELP, check_output_location, folder_lock
 
 log = logging.getLogger("deepcascade")
 
 HELP = ("write a two-domain dataset (trainA/trainB/testA/testB); kinds: synthetic, coco, cats-dogs, afhq, drit, "
         "folders")
+
+SPLITS = ("trainA", "trainB", "testA", "testB")
+
+
+def dataset_output(out: str | Path, inputs: dict[str, str | Path | None], metadata: str):
+    """Check ``--out`` against the kind's ``inputs`` (flag -> path) and return a lock held while writing it.
+
+    The dataset is written to ``out/{trainA,trainB,testA,testB}/`` and ``out/<metadata>``: an ``--out`` that
+    is, lies inside or contains an input is refused when an input file lies where those go.
+    """
+    out = Path(out)
+    check_output_location(out, inputs, outputs=[out / metadata, out / ".lock"],
+                          output_folders=[out / s for s in SPLITS])
+    return folder_lock(out, "dataset folder")
 
 
 def _synthetic_arguments(p) -> None:
@@ -27,17 +44,16 @@ def _synthetic_arguments(p) -> None:
                                                         "its domain and its index")
     p.add_argument("--n-test", type=int, default=None, help="test images per domain; None means max(10, n // 5)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace synthetic images already in --out (other files are never touched)")
+                   help=OVERWRITE_HELP + "; only synthetic images are replaced (other files are never touched)")
 
 
 def _synthetic_run(args) -> int:
     from ..data import synthetic
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is an existing file; give a directory")
-    counts = synthetic.write_dataset(out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
-                                     overwrite=args.overwrite)
+    with dataset_output(out, {}, "synthetic.json"):  # no input: nothing of the user's can be replaced
+        counts = synthetic.write_dataset(out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
+                                         overwrite=args.overwrite)
     print(f"synthetic zebra-like (A) / giraffe-like (B) domains, {args.size}x{args.size} px, seed {args.seed}:")
     for folder, count in counts.items():
         print(f"  {count:6d} images -> {out / folder}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..fileio import OVERWRITE_HELP
+
 HELP = "translate an image or a folder (recursive) with a trained run; writes index.html"
 
 log = logging.getLogger("deepcascade")
@@ -25,18 +27,22 @@ def add_arguments(p):
                    help="also write a strip per image: source | I_5(level 5) | I_4(level 4) | ...")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 def run(args) -> int:
     from ..errors import UserError
+    from ..fileio import kept_existing_note
     from ..inference.translate_folder import translate_folder
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     summary = translate_folder(args.run, args.input, args.out, direction=args.direction,
                                final_level=args.final_level, save_levels=args.save_levels,
-                               batch_size=args.batch_size, device=args.device)
+                               batch_size=args.batch_size, device=args.device, overwrite=args.overwrite)
     print(f"translated {summary['written']} image(s) -> {args.out}")
+    if summary["kept"]:
+        print(kept_existing_note(len(summary["kept"]), args.out, "translation(s)"))
     if summary["skipped"]:
         print(f"skipped {len(summary['skipped'])} unreadable file(s): "
               + ", ".join(str(p) for p, _ in summary["skipped"]))

@@ -34,6 +34,7 @@ tests/test_synthetic.py checks these claims on fresh samples.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -42,6 +43,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import UserError
+
+log = logging.getLogger("deepcascade")
 
 DOMAINS = ("A", "B")
 MIN_SIZE = 32
@@ -469,55 +472,96 @@ def _check_args(n: int, size: int, seed: int, n_test: int) -> None:
         raise UserError(f"--seed must be >= 0, got {seed}")
 
 
+def _params(seed: int, size: int) -> dict:
+    return {"generator": "deepcascade.data.synthetic", "version": VERSION, "seed": seed, "size": size}
+
+
+def read_meta(out_dir) -> dict | None:
+    """``synthetic.json`` of a dataset folder, or None when absent or unreadable."""
+    try:
+        return json.loads((Path(out_dir) / "synthetic.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(out_dir, n: int, size: int, seed: int, n_test: int) -> bool:
+    """True when ``out_dir`` holds exactly this dataset, finished (``synthetic.json`` says ``complete``)."""
+    meta = read_meta(out_dir)
+    want = {f"{split}{d}": c for split, c in (("train", n), ("test", n_test)) for d in DOMAINS}
+    return bool(meta and meta.get("complete", True) and meta.get("counts") == want
+                and all(meta.get(k) == v for k, v in _params(seed, size).items()))
+
+
 def write_dataset(out_dir, n: int, size: int, seed: int, n_test: int | None = None,
                   overwrite: bool = False, progress: bool = True) -> dict:
     """Write ``out_dir/{trainA,trainB,testA,testB}/*.png`` and ``out_dir/synthetic.json``; return the counts.
 
     ``n`` training and ``n_test`` (default ``max(10, n // 5)``) test images per domain; test images use
-    indices ``TEST_INDEX_BASE + i``. A folder that already holds images is refused (UserError) unless
-    ``overwrite``; even then only files this generator names (``A_train_000000.png``...) are replaced, and a
-    folder holding other images is always refused.
+    indices ``TEST_INDEX_BASE + i``. Existing files are never replaced without ``overwrite``: images already
+    written with the same generator, seed and size are the same images (each is a pure function of them), so
+    they are kept and counted in ``counts["kept"]`` (an interrupted run continues where it stopped); images of
+    another seed, size or count are refused (UserError). ``overwrite`` deletes this generator's files
+    (``A_train_000000.png``...) first; a folder holding any other file is always refused. Images are written
+    atomically and ``synthetic.json`` says ``complete: true`` only once all of them are there.
     """
+    from ..fileio import atomic_path, write_text
+
     n_test = max(10, n // 5) if n_test is None else n_test
     _check_args(n, size, seed, n_test)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a directory")
     plan = {f"{split}{d}": (split, d, count) for split, count in (("train", n), ("test", n_test)) for d in DOMAINS}
+    names = {folder: [f"{d}_{split}_{i:06d}.png" for i in range(count)] for folder, (split, d, count) in plan.items()}
+    meta = read_meta(out)
+    same_params = bool(meta) and all(meta.get(k) == v for k, v in _params(seed, size).items())
+    existing = {}
     for folder in plan:
         sub = out / folder
         if sub.exists() and not sub.is_dir():
             raise UserError(f"{sub} exists and is not a directory")
-        if sub.is_dir():
-            existing = [p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")]
-            foreign = [p for p in existing if not FILE_RE.match(p.name)]
-            if foreign:
-                raise UserError(f"{sub} holds other files ({foreign[0].name}, ...); choose an empty directory")
-            if existing and not overwrite:
-                raise UserError(f"{sub} already holds {len(existing)} synthetic image(s); "
-                                f"use --overwrite to replace them, or another --out")
-            for p in existing:
+        existing[folder] = [p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")] \
+            if sub.is_dir() else []
+        foreign = [p for p in existing[folder] if not FILE_RE.match(p.name)]
+        if foreign:
+            raise UserError(f"{sub} holds other files ({foreign[0].name}, ...); choose an empty directory")
+    if any(existing.values()) and not overwrite:
+        extra = [p for folder, ps in existing.items() for p in ps if p.name not in set(names[folder])]
+        if not same_params or extra:
+            why = (f"{len(extra)} beyond the requested counts, e.g. {extra[0]}" if same_params else
+                   f"made with other parameters ({'; '.join(f'{k} {meta.get(k)}' for k in ('seed', 'size', 'version'))})"
+                   if meta else "of unknown parameters (no synthetic.json)")
+            raise UserError(f"{out} already holds {sum(map(len, existing.values()))} synthetic image(s), {why}; "
+                            f"use --overwrite to replace them, or another --out")
+    if overwrite:
+        for ps in existing.values():
+            for p in ps:
                 p.unlink()
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=2 * (n + n_test), unit="img", disable=None if progress else True)
-    except ImportError:  # tqdm is a dependency; this only keeps the function usable without it
-        bar = None
-    counts = {}
-    for folder, (split, d, count) in plan.items():
-        sub = out / folder
-        sub.mkdir(parents=True, exist_ok=True)
-        base = 0 if split == "train" else TEST_INDEX_BASE
-        for i in range(count):
-            render(d, base + i, size, seed).save(sub / f"{d}_{split}_{i:06d}.png", compress_level=1)
-            if bar is not None:
-                bar.update(1)
-        counts[folder] = count
-    if bar is not None:
-        bar.close()
-    meta = {"generator": "deepcascade.data.synthetic", "version": VERSION, "seed": seed, "size": size,
-            "counts": counts, "test_index_base": TEST_INDEX_BASE,
+    counts = {folder: count for folder, (_, _, count) in plan.items()}
+    meta = {**_params(seed, size), "counts": counts, "test_index_base": TEST_INDEX_BASE, "complete": False,
             "domains": {"A": "zebra-like: wide low striped body, short legs and neck",
                         "B": "giraffe-like: small body, long legs, long slanted neck, patches"}}
-    (out / "synthetic.json").write_text(json.dumps(meta, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "synthetic.json", json.dumps(meta, indent=2) + "\n")  # first: a rerun knows what is there
+    from ..progress import progress as progress_bar
+
+    kept = 0
+    with progress_bar(total=2 * (n + n_test), unit="img", desc="synthetic", disable=not progress) as bar:
+        for folder, (split, d, count) in plan.items():
+            sub = out / folder
+            sub.mkdir(parents=True, exist_ok=True)
+            base = 0 if split == "train" else TEST_INDEX_BASE
+            for i, name in enumerate(names[folder]):
+                if (sub / name).is_file():
+                    kept += 1
+                else:
+                    with atomic_path(sub / name) as tmp:
+                        render(d, base + i, size, seed).save(tmp, format="PNG", compress_level=1)
+                bar.update(1)
+    meta["complete"] = True
+    write_text(out / "synthetic.json", json.dumps(meta, indent=2) + "\n")
+    if kept:
+        from ..fileio import kept_existing_note
+
+        log.warning(kept_existing_note(kept, out, "synthetic image(s) of the same seed and size"))
     return counts

@@ -7,17 +7,16 @@ stages), ``normalization.safetensors`` and ``cache/``. A lock file keeps a secon
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import logging
-import os
 import re
 import time
 from pathlib import Path
 
 import yaml
 
-from ..fileio import write_text
+from ..fileio import folder_lock, write_text
 from ..config import Config, config_from_dict
 from ..errors import UserError
 from . import distributed
@@ -69,7 +68,7 @@ class RunDir:
         self.config_file = self.path / "config.yaml"
         self.normalization_file = self.path / "normalization.safetensors"
         self.cache_dir = self.path / "cache"  # unless cache.dir names another folder
-        self._lock_fd = None
+        self._lock_stack: contextlib.ExitStack | None = None
         self._handler = None
 
     # -- config -------------------------------------------------------------------------------------
@@ -111,26 +110,17 @@ class RunDir:
         return self
 
     def _lock(self) -> None:
-        fd = os.open(self.path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise UserError(f"run directory {self.path} is in use by another deepcascade process "
-                            f"(lock {self.path / '.lock'}); wait for it to finish or stop it") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_stack = contextlib.ExitStack()
+        self._lock_stack.enter_context(folder_lock(self.path, "run directory"))
 
     def close(self) -> None:
         if self._handler is not None:
             logging.getLogger("deepcascade").removeHandler(self._handler)
             self._handler.close()
             self._handler = None
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock_stack is not None:
+            self._lock_stack.close()
+            self._lock_stack = None
 
     def __enter__(self):
         return self.open()

@@ -11,7 +11,8 @@ from tqdm import tqdm
 from ..data.images import IMAGE_EXTENSIONS, list_images, list_other_files, load_image
 from ..data.transforms import to_pil
 from ..errors import UserError
-from ..outputs.html import write_index
+from ..fileio import check_output_location, folder_lock
+from ..outputs.html import GENERATOR_MARK, write_index
 from ..outputs.grids import save_image_atomic
 from .translator import Translator
 
@@ -31,20 +32,62 @@ def png_name(rel: Path) -> Path:
     return rel if rel.suffix.lower() == ".png" else rel.with_name(rel.name + ".png")
 
 
+def _is_ours(index: Path) -> bool:
+    try:
+        return GENERATOR_MARK in index.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return False
+
+
 def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=None, save_levels=False,
-                     batch_size=8, device="auto", translator: Translator | None = None) -> dict:
-    """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named."""
+                     batch_size=8, device="auto", translator: Translator | None = None,
+                     overwrite: bool = False) -> dict:
+    """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named.
+
+    Never replaces an input: an ``out_dir`` overlapping ``input_path`` is refused when any output would land on
+    a file of the input (:func:`~deepcascade.fileio.check_output_location`). An image whose output files
+    already exist is kept as it is (counted in ``kept``) unless ``overwrite``. ``out_dir`` is locked for the
+    run, so a second process writing into it is refused.
+    """
     input_path, out_dir = Path(input_path), Path(out_dir)
     if not input_path.exists():
         raise UserError(f"--input not found: {input_path}")
     files = list_images(input_path)
     if not files:
         raise UserError(f"no image files in {input_path} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    root = input_path if input_path.is_dir() else input_path.parent
+
+    def outputs_of(p: Path) -> dict:
+        rel = p.relative_to(root)
+        paths = {"result": out_dir / output_name(rel), "source": out_dir / "_sources" / png_name(rel)}
+        if save_levels:
+            paths["levels"] = out_dir / "_levels" / png_name(rel)
+        return paths
+
+    planned = {p: outputs_of(p) for p in files}
+    check_output_location(out_dir, {"--input": input_path},
+                          [f for o in planned.values() for f in o.values()] + [out_dir / "index.html",
+                                                                               out_dir / ".lock"])
+    with folder_lock(out_dir, "output folder"):
+        index = out_dir / "index.html"
+        if index.exists() and not overwrite and not _is_ours(index):
+            raise UserError(f"{index} exists and was not written by deepcascade; pass --overwrite to replace it, "
+                            f"or choose another --out")
+        kept = [] if overwrite else [p for p in files if any(f.exists() for f in planned[p].values())]
+        return _translate(run_dir, input_path, files, planned, kept, root, out_dir, direction, final_level,
+                          save_levels, batch_size, device, translator)
+
+
+def _translate(run_dir, input_path, files, planned, kept, root, out_dir, direction, final_level, save_levels,
+               batch_size, device, translator) -> dict:
     t = translator or Translator.from_run(run_dir, device=device, final_level=final_level)
     final = final_level or t.cascade.final_level
-    root = input_path if input_path.is_dir() else input_path.parent
     skipped = [(p, "not an image file") for p in list_other_files(input_path)]
-    rows, written = [], 0
+    kept_set = set(kept)
+    rows = [{"name": str(p.relative_to(root)), **{k: (f if f.exists() else None) for k, f in planned[p].items()}}
+            for p in kept]
+    files = [p for p in files if p not in kept_set]
+    written = 0
     bar = tqdm(total=len(files), desc=f"translate {direction}", unit="img", dynamic_ncols=True)
     for i in range(0, len(files), batch_size):
         batch, names = [], []
@@ -55,7 +98,7 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
                     log.warning("%s is %dx%d, much smaller than the %d px the run works at: upscaled",
                                 p, img.width, img.height, t.image_size)
                 batch.append(t.preprocess(img))
-                names.append(p.relative_to(root))
+                names.append(p)
             except Exception as e:  # unreadable input: name it, go on
                 reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
                 log.warning("skipped unreadable image %s: %s", p, reason)
@@ -68,12 +111,10 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
             result, levels = t.translate_tensor(x, direction, final, return_levels=True)
         else:
             result, levels = t.translate_tensor(x, direction, final), {}
-        for j, rel in enumerate(names):
-            row = {"name": str(rel), "source": out_dir / "_sources" / png_name(rel),
-                   "result": out_dir / output_name(rel)}
+        for j, p in enumerate(names):
+            row = {"name": str(p.relative_to(root)), **planned[p]}
             images = {"result": result[j], "source": x[j]}
             if save_levels:
-                row["levels"] = out_dir / "_levels" / png_name(rel)
                 images["levels"] = torch.cat([x[j]] + [levels[l][j] for l in sorted(levels, reverse=True)], dim=2)
             for key, img in images.items():
                 try:  # temporary file + rename: a failed write leaves any previous file intact
@@ -86,11 +127,12 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
     bar.close()
     columns = ["source", "result"] + (["levels"] if save_levels else [])
     notes = [f"run: {Path(run_dir).resolve() if run_dir else ''}; direction {direction}; final level {final}; "
-             f"{written} translated, {len(skipped)} skipped."]
+             f"{written} translated, {len(kept)} kept from before, {len(skipped)} skipped."]
     if save_levels:
         notes.append("levels: source | " + " | ".join(f"I_{l}(translated level {l})"
                                                       for l in sorted(t.inversions, reverse=True) if l >= final))
     if skipped:
         notes.append("skipped: " + "; ".join(f"{p} ({r})" for p, r in skipped))
+    rows.sort(key=lambda r: r["name"])
     write_index(out_dir, f"deepcascade translation {direction}", columns, rows, notes)
-    return {"written": written, "skipped": skipped, "rows": rows}
+    return {"written": written, "skipped": skipped, "kept": kept, "rows": rows}

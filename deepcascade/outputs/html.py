@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 from ..fileio import write_text
 
+GENERATOR_MARK = "<meta name='generator' content='deepcascade'>"  # tells our pages from a user's own files
+
 _CSS = """body{font-family:sans-serif;margin:1.5em;background:#fafafa;color:#222}
 table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top;text-align:left}
 img{image-rendering:auto;max-width:100%}.name{font-family:monospace;font-size:small;color:#555}
@@ -26,7 +28,7 @@ def write_index(out_dir: str | Path, title: str, columns: list[str], rows: list[
     Each row is ``{"name": str, <column>: Path | None, ...}``; a Path is shown as an image linked to itself.
     """
     out_dir = Path(out_dir)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR_MARK}<title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
     parts.append("<table><tr><th>image</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>")

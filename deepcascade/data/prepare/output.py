@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import UserError
-from ...fileio import atomic_path, write_text
+from ...fileio import atomic_path, check_output_location, write_text
 
 log = logging.getLogger("deepcascade")
 
@@ -46,20 +46,9 @@ def folder_of(split: str, domain: str) -> str:
 
 
 def check_separate(out: Path, inputs: dict[str, Path]) -> None:
-    """Refuse an output that is, lies inside, or contains one of the inputs (named by their flags)."""
-    o = Path(os.path.realpath(out))
-    for flag, path in inputs.items():
-        p = Path(os.path.realpath(path))
-        if o == p:
-            relation = "is"
-        elif o.is_relative_to(p):
-            relation = "lies inside"
-        elif p.is_relative_to(o):
-            relation = "contains"
-        else:
-            continue
-        raise UserError(f"--out {out} {relation} the input {flag} {path}; choose an --out outside the input "
-                        f"folders (prepare never writes next to your originals)")
+    """Refuse an output that is, lies inside, or contains one of the inputs (named by their flags): the one
+    check every command runs (:func:`deepcascade.fileio.check_output_location`), strict here: any overlap."""
+    check_output_location(out, inputs, outputs=None)
 
 
 def _first_difference(old: dict, new: dict) -> str:
