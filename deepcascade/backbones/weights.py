@@ -30,8 +30,27 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def resolve_pretrained(url: str, env_var: str, backbone: str) -> Path:
-    """Find the file of ``url`` (torchvision's weights URL) offline, or download it; else UserError."""
+class MissingWeights(UserError):
+    """Pretrained weights that are neither given, in the hub cache, nor downloadable (exit 2 with what to do).
+
+    Evaluation catches it to list a metric as not computed; the attributes say which file and how to provide it.
+    """
+
+    def __init__(self, message: str, filename: str, folder: Path, env_var: str, option: str, url: str):
+        super().__init__(message)
+        self.filename, self.folder, self.env_var, self.option, self.url = filename, folder, env_var, option, url
+
+    def how(self) -> str:
+        return (f"put {self.filename} (from {self.url}) into {self.folder}/, or set {self.env_var}="
+                f"/path/to/{self.filename}, or {self.option}")
+
+
+def resolve_pretrained(url: str, env_var: str, backbone: str, option: str | None = None) -> Path:
+    """Find the file of ``url`` (torchvision's weights URL) offline, or download it; else MissingWeights.
+
+    ``option`` is the third way to provide the file named in the error (default: the config's
+    ``backbone.weights``).
+    """
     filename = url.rsplit("/", 1)[-1]
     env = os.environ.get(env_var)
     if env:
@@ -54,10 +73,12 @@ def resolve_pretrained(url: str, env_var: str, backbone: str) -> Path:
             reason = f"download failed: {type(e).__name__}: {e}".splitlines()[0][:200]
         finally:
             socket.setdefaulttimeout(old)
-    raise UserError(
+    option = option or (f"use 'backbone.weights: /path/to/{filename}' in the config "
+                        f"(--set backbone.weights=PATH)")
+    raise MissingWeights(
         f"ImageNet weights for {backbone} are not available offline ({reason}). Put {filename} "
-        f"(from {url}) into {cached.parent}/, or set {env_var}=/path/to/{filename}, or use "
-        f"'backbone.weights: /path/to/{filename}' in the config (--set backbone.weights=PATH).")
+        f"(from {url}) into {cached.parent}/, or set {env_var}=/path/to/{filename}, or {option}.",
+        filename, cached.parent, env_var, option, url)
 
 
 def load_state_dict_file(path: str | Path) -> dict:

@@ -439,6 +439,20 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return a
 
 
+def textured_pixels(img: Image.Image | np.ndarray) -> np.ndarray:
+    """Boolean mask of the strongly textured pixels: the animal's estimated silhouette in these scenes.
+
+    Local contrast energy (luminance minus its blur, squared, blurred) above a fifth of its 99.5th percentile;
+    the backgrounds are smooth, the coats are striped or patched. Used by :func:`domain_score` and by the
+    layout measure of ``deepcascade evaluate``.
+    """
+    arr = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img, dtype=np.float64)
+    lum = arr[..., :3] @ np.array([0.299, 0.587, 0.114])
+    h = lum.shape[0]
+    energy = _blur((lum - _blur(lum, max(0.8, h / 128))) ** 2, max(1.0, h / 64))
+    return energy > 0.2 * float(np.percentile(energy, 99.5))
+
+
 def domain_score(img: Image.Image | np.ndarray) -> float:
     """Estimated silhouette aspect (height / width) from the image alone; compare with ``ASPECT_THRESHOLD``.
 
@@ -446,11 +460,7 @@ def domain_score(img: Image.Image | np.ndarray) -> float:
     backgrounds are smooth, so the bounding box of the pixels with high local contrast approximates the
     silhouette's. Meant for rendered and translated images of these two domains, not for photos.
     """
-    arr = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img, dtype=np.float64)
-    lum = arr[..., :3] @ np.array([0.299, 0.587, 0.114])
-    h = lum.shape[0]
-    energy = _blur((lum - _blur(lum, max(0.8, h / 128))) ** 2, max(1.0, h / 64))
-    ys, xs = np.nonzero(energy > 0.2 * float(np.percentile(energy, 99.5)))
+    ys, xs = np.nonzero(textured_pixels(img))
     if len(ys) < 4:
         return float("nan")
     y0, y1 = np.percentile(ys, [1, 99])

@@ -1,0 +1,17 @@
+"""``deepcascade evaluate``: how good is a translation, in numbers a user can compare across methods.
+
+One concept per module:
+
+- ``images.py``      the image sets, read at one evaluation size and streamed in uint8 batches
+- ``cache.py``       per-image arrays (features, embeddings) cached under ``OUT/cache/``
+- ``fidelity.py``    KID and FID through torch-fidelity and its TTUR-exact Inception-v3
+- ``perceptual.py``  LPIPS (AlexNet) as an exact embedding; the fallback distance for the collapse measure
+- ``lpips_nn.py``    exhaustive LPIPS nearest neighbours among the target's training images
+- ``diversity.py``   the collapse ratio (diversity of translations / of real target images)
+- ``classifier.py``  the independent domain classifier (linear probe or a CNN from scratch)
+- ``layout.py``      silhouette centre shift and silhouette target share on the built-in synthetic data
+- ``report.py``      ``metrics.json``, ``index.html`` and the printed summary
+- ``run.py``         the orchestration: ``evaluate_run`` (a trained run) and ``evaluate_folders`` (any method)
+
+Nothing is imported at package import; use ``from deepcascade.evaluation.run import evaluate_run``.
+"""

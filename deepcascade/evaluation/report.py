@@ -1,0 +1,157 @@
+"""The evaluation's outputs: ``metrics.json`` (the contract scripts read), ``index.html`` (a page with no server
+and no external asset) and the summary lines printed on the terminal."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from PIL import Image
+
+from ..fileio import write_text
+from ..outputs.grids import save_image_atomic
+
+FORMAT = 1  # metrics.json format version; bump on an incompatible change of the contract
+
+_CSS = """body{font-family:sans-serif;margin:1.5em;background:#fafafa;color:#222}
+table{border-collapse:collapse;margin-bottom:1.5em}td,th{padding:4px 8px;border-bottom:1px solid #ddd;
+vertical-align:top;text-align:left}img{max-width:100%}.name{font-family:monospace;font-size:small;color:#555}
+.note{color:#555;max-width:60em}.warn{color:#a40000;font-weight:bold}pre{font-size:small;background:#f0f0f0;
+padding:8px;max-width:100em;overflow:auto}"""
+
+
+def _clean(x):
+    """JSON-safe plain types: NaN/inf -> null, numpy scalars -> Python numbers, paths -> strings."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_metrics(out: Path, metrics: dict) -> Path:
+    path = Path(out) / "metrics.json"
+    write_text(path, json.dumps(_clean(metrics), indent=2) + "\n")
+    return path
+
+
+def nn_strip(images: list, size: int, path: Path) -> None:
+    """source | translation | NN1 | NN2 | NN3 side by side (figures 17-18 of the supplementary)."""
+    canvas = Image.new("RGB", (len(images) * (size + 2) - 2, size), (255, 255, 255))
+    for j, im in enumerate(images):
+        if im is not None:
+            canvas.paste(im.resize((size, size)) if im.size != (size, size) else im, (j * (size + 2), 0))
+    save_image_atomic(canvas, path)
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None:
+        return "not computed"
+    if isinstance(v, dict):
+        if v.get("value") is None:
+            return "not computed"
+        std = v.get("std")
+        return f"{v['value']:.4g}" + (f" ± {std:.2g}" if std is not None else "")
+    return f"{v:.0%}" if pct else f"{v:.3g}"
+
+
+ROWS = [  # (label, key, as percentage)
+    ("target share (independent classifier)", "target_share", True),
+    ("classifier accuracy on real held-out images", "real_accuracy", True),
+    ("silhouette target share (domain_score)", "silhouette_target_share", True),
+    ("collapse ratio (diversity / real diversity)", "collapse_ratio", False),
+    ("mean centre shift (fraction of the side)", "centre_shift", False),
+    ("KID (raw, not x100)", "kid", False),
+    ("FID", "fid", False),
+]
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """One line per direction and figure, as printed by ``deepcascade evaluate``."""
+    lines = []
+    for d in ("a2b", "b2a"):
+        r = metrics.get(d)
+        if r is None:
+            continue
+        parts = []
+        for label, key, pct in ROWS:
+            v = r.get(key)
+            if v is None or (isinstance(v, dict) and v.get("value") is None):
+                continue
+            parts.append(f"{key}={_fmt(v, pct)}")
+        extra = ""
+        if r.get("classifier") and r["classifier"].get("trustworthy") is False:
+            extra = " (classifier below 90% on real images: target_share untrustworthy)"
+        floor = (r.get("layout") or {}).get("centre_shift_floor")
+        if floor is not None:
+            extra += f" (centre shift of the untranslated sources: {floor:.3g})"
+        lines.append(f"{d}: " + "  ".join(parts) + extra)
+    for nc in metrics.get("not_computed", []):
+        lines.append(f"not computed: {nc['metric']}: {nc['reason']}")
+    return lines
+
+
+def _href(out: Path, target: Path) -> str:
+    return quote(os.path.relpath(target, out).replace(os.sep, "/"))
+
+
+def write_page(out: Path, metrics: dict, strips: dict[str, list[dict]], title: str) -> Path:
+    """``out/index.html``: the figures per direction, what was not computed and why, the protocol, and the
+    nearest-neighbour strips (``strips[direction]``: rows with ``path``, ``translation``, ``source`` and
+    ``neighbours`` [(file, distance)])."""
+    out = Path(out)
+    dirs = [d for d in ("a2b", "b2a") if metrics.get(d) is not None]
+    p = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+         "<table><tr><th>measure</th>" + "".join(f"<th>{d}</th>" for d in dirs) + "</tr>"]
+    for label, key, pct in ROWS:
+        p.append(f"<tr><td>{html.escape(label)}</td>" +
+                 "".join(f"<td>{html.escape(_fmt(metrics[d].get(key), pct))}</td>" for d in dirs) + "</tr>")
+    p.append("</table>")
+    proto = metrics.get("protocol", {})
+    if proto.get("classifier"):
+        p.append(f"<p class='note'>Classifier: {html.escape(proto['classifier'].get('model', ''))}; "
+                 f"{html.escape(proto['classifier'].get('why', ''))}.</p>")
+    if proto.get("perceptual_distance"):
+        p.append(f"<p class='note'>Collapse ratio and nearest neighbours use the perceptual distance "
+                 f"{html.escape(proto['perceptual_distance']['distance'])}.</p>")
+    for d in dirs:
+        c = metrics[d].get("classifier") or {}
+        if c.get("trustworthy") is False:
+            p.append(f"<p class='warn'>{d}: the classifier scores {c.get('real_accuracy', 0):.0%} on real held-out "
+                     f"images (below 90%): its target share is not trustworthy.</p>")
+    if metrics.get("not_computed"):
+        p.append("<h2>Not computed</h2><ul>")
+        for nc in metrics["not_computed"]:
+            how = f". To provide it: {nc['how']}" if nc.get("how") else ""
+            p.append(f"<li><b>{html.escape(nc['metric'])}</b>: {html.escape(nc['reason'] + how)}</li>")
+        p.append("</ul>")
+    for d in dirs:
+        rows = strips.get(d) or []
+        if not rows:
+            continue
+        p.append(f"<h2>{d}: LPIPS nearest neighbours among the target's training images</h2>"
+                 "<p class='note'>source | translation | NN1 | NN2 | NN3 (supplementary figures 17-18). A "
+                 "translation much closer to a training image than real images are to each other is a copy.</p>"
+                 "<table><tr><th>translation</th><th>source | translation | NN1 | NN2 | NN3</th>"
+                 "<th>LPIPS distances</th></tr>")
+        for r in rows:
+            h = _href(out, r["path"])
+            dist = "<br>".join(f"NN{j + 1}: {html.escape(f)} ({dd:.4f})" for j, (f, dd) in enumerate(r["neighbours"]))
+            p.append(f"<tr><td class='name'>{html.escape(r['translation'])}</td>"
+                     f"<td><a href='{h}'><img src='{h}' alt='strip'></a></td><td class='name'>{dist}</td></tr>")
+        p.append("</table>")
+    p.append("<h2>Protocol</h2><pre>" + html.escape(json.dumps(_clean(metrics.get("protocol", {})), indent=1))
+             + "</pre><p class='note'>All figures: metrics.json.</p></body></html>\n")
+    write_text(out / "index.html", "\n".join(p))
+    return out / "index.html"
