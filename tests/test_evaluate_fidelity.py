@@ -166,5 +166,5 @@ def test_features_are_cached(folders, tmp_path):
     ext.net.forward = lambda x: calls.append(1) or (torch.zeros(len(x), 24),)  # would be wrong if called
     again = ext.features(images, 5, tmp_path)
     assert np.array_equal(first, np.asarray(again))
-    assert len(calls) == 1  # only the shape probe ran, not the extraction
+    assert len(calls) <= 1  # at most the shape probe ran, not the extraction
     assert len(list(tmp_path.glob("fidelity-*.npy"))) == 1

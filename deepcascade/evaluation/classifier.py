@@ -35,7 +35,7 @@ log = logging.getLogger("deepcascade")
 
 KINDS = ("efficientnet_lite0", "alexnet", "cnn")
 TRUST_ACCURACY = 0.90
-PROBE_L2 = 1e-3  # weight decay of the logistic regression on standardized features
+PROBE_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)  # L2 weights tried by cross-validation (standardized features)
 CNN_MAX_SIZE = 64  # the from-scratch CNN sees images at most this large (a CPU-affordable judge)
 CNN_VERSION = 1  # bump when the CNN or its training changes (invalidates cached models)
 
@@ -111,18 +111,11 @@ class PooledFeatures(nn.Module):
                                       images.slot(self.kind)))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = PROBE_L2):
-    """Standardize, then L2-regularized logistic regression by L-BFGS (full batch, deterministic).
-
-    Returns ``predict(features) -> P(domain B)``.
-    """
-    x = torch.from_numpy(np.asarray(x, np.float64))
-    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
-    z = (x - mu) / sd
-    t = torch.from_numpy(np.asarray(y, np.float64))
+def _fit(z: torch.Tensor, t: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-regularized logistic regression on standardized features by L-BFGS (full batch, deterministic)."""
     w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=100, tolerance_grad=1e-7, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
@@ -131,12 +124,36 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = PROBE_L2):
         return loss
 
     opt.step(closure)
-    w, b = w.detach(), b.detach()
+    return w.detach(), b.detach()
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2_grid=PROBE_L2_GRID, folds: int = 3, seed: int = 0):
+    """Standardize, choose the L2 weight by ``folds``-fold cross-validated accuracy on the training features
+    (ties: the stronger regularization), refit on all of them. Returns ``predict(features) -> P(domain B)``;
+    ``predict.l2`` is the weight chosen."""
+    x = torch.from_numpy(np.asarray(x, np.float64))
+    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
+    z = (x - mu) / sd
+    t = torch.from_numpy(np.asarray(y, np.float64))
+    order = np.random.default_rng(seed).permutation(len(z))
+    best, best_acc = l2_grid[-1], -1.0
+    if len(z) >= 2 * folds:
+        for l2 in sorted(l2_grid, reverse=True):
+            hits = 0
+            for f in range(folds):
+                val = torch.from_numpy(order[f::folds])
+                train = torch.from_numpy(np.setdiff1d(order, order[f::folds]))
+                w, b = _fit(z[train], t[train], l2)
+                hits += int((((z[val] @ w + b) > 0).double() == t[val]).sum())
+            if hits / len(z) > best_acc:
+                best, best_acc = l2, hits / len(z)
+    w, b = _fit(z, t, best)
 
     def predict(f: np.ndarray) -> np.ndarray:
         zf = (torch.from_numpy(np.asarray(f, np.float64)) - mu) / sd
         return torch.sigmoid(zf @ w + b).numpy()
 
+    predict.l2 = best
     return predict
 
 
@@ -234,7 +251,8 @@ class DomainClassifier:
         if self.kind != "cnn":
             fa = self.extractor.features(train_a, self.batch_size, self.device, self.cache_dir)
             fb = self.extractor.features(train_b, self.batch_size, self.device, self.cache_dir)
-            self._predict = fit_logistic(np.concatenate([fa, fb]), np.r_[np.zeros(len(fa)), np.ones(len(fb))])
+            self._predict = fit_logistic(np.concatenate([fa, fb]), np.r_[np.zeros(len(fa)), np.ones(len(fb))],
+                                         seed=self.seed)
             return self
         self.size = _cnn_size(train_a.size)
         key = {"a": train_a.fingerprint(), "b": train_b.fingerprint(), "size": self.size, "seed": self.seed,
@@ -273,7 +291,8 @@ class DomainClassifier:
             return {"kind": "cnn", "model": "small CNN from scratch (4 conv blocks 16-32-64-64, GAP, linear)",
                     "input_size": self.size, "training": "Adam 2e-3 one-cycle, 10 epochs within 20-2000 steps, "
                                                          "balanced batches of 32, flips and shifts", "seed": self.seed}
-        return {"kind": self.kind, "model": f"linear probe (logistic regression, L2 {PROBE_L2}, standardized) on "
+        return {"kind": self.kind, "model": f"linear probe (logistic regression on standardized features, L2 weight "
+                                            f"{getattr(self._predict, 'l2', None)} chosen by 3-fold CV) on "
                                             f"{self.kind} ImageNet features pooled per level",
                 "weights_sha256": self.extractor.sha256}
 

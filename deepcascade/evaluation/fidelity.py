@@ -30,6 +30,7 @@ log = logging.getLogger("deepcascade")
 
 EXTRACTOR = "inception-v3-compat"
 FEATURE = "2048"
+KNOWN_DIMS = {EXTRACTOR: 2048}  # other extractors (tests' stand-ins) are probed with one dummy image
 ENV_VAR = "DEEPCASCADE_INCEPTION_WEIGHTS"
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default; lowered to the smaller set's size when that is smaller
@@ -95,8 +96,8 @@ class FidelityFeatures:
                 feats = self.net.convert_features_tuple_to_dict(feats)[FEATURE]
                 arr[start: start + len(batch)] = feats.float().cpu().numpy()
 
-        dim = int(self.net(torch.zeros(1, 3, images.size, images.size, dtype=torch.uint8, device=self.device))[0]
-                  .shape[1])
+        dim = KNOWN_DIMS.get(self.name) or int(
+            self.net(torch.zeros(1, 3, images.size, images.size, dtype=torch.uint8, device=self.device))[0].shape[1])
         key = {"images": images.fingerprint(), "extractor": self.name, "weights": self.weights_sha256}
         return cached_rows(cache_dir, "fidelity", key, (len(images), dim), np.float32, fill,
                            images.slot(self.name))

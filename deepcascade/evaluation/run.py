@@ -286,7 +286,9 @@ def evaluate(directions: list[Direction], train_a: ImageSet | None, train_b: Ima
             results[d.name]["centre_shift"] = lay["centre_shift"]
             results[d.name]["silhouette_target_share"] = lay["silhouette_target_share"]
 
-    metrics = {"format": 1, **results, "not_computed": plan.not_computed, "protocol": proto}
+    # both directions are always keys (null when not evaluated), so scripts can read them unconditionally
+    metrics = {"format": 1, "a2b": results.get("a2b"), "b2a": results.get("b2a"),
+               "not_computed": plan.not_computed, "protocol": proto}
     write_metrics(out, metrics)
     write_page(out, metrics, strips, title)
     return metrics

@@ -1,0 +1,193 @@
+"""Collapse ratio, layout measure and the domain classifier, each against what it must give on known input."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepcascade.data import synthetic
+from deepcascade.evaluation import classifier as clf
+from deepcascade.evaluation.diversity import collapse_ratio, mean_pairwise_distance
+from deepcascade.evaluation.layout import (compare, find_meta, generator_mask, layout_measure, parse_name,
+                                           silhouette_box)
+
+# ---- collapse -------------------------------------------------------------------------------------------------
+
+
+def test_mean_pairwise_distance_equals_brute_force(monkeypatch):
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(9, 40)).astype(np.float32) + 5.0  # offset: the streaming sums must not lose precision
+    monkeypatch.setattr("deepcascade.evaluation.lpips_nn.CHUNK_BYTES", 4 * 40 * 2)  # chunks of 2 rows
+    d = ((e[:, None].astype(np.float64) - e[None]) ** 2).sum(-1)
+    want = d.sum() / (9 * 8)
+    assert mean_pairwise_distance(e) == pytest.approx(want, rel=1e-10)
+
+
+def test_collapse_ratio_identical_translations_is_zero():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(12, 30)).astype(np.float32)
+    fake = np.repeat(rng.normal(size=(1, 30)).astype(np.float32), 10, axis=0)  # one output for every input
+    c = collapse_ratio(fake, real)
+    assert c["value"] == 0.0
+    assert c["real_mean_distance"] > 0
+
+
+def test_collapse_ratio_real_against_itself_is_one():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(40, 30)).astype(np.float32)
+    assert collapse_ratio(real, real)["value"] == pytest.approx(1.0, rel=1e-12)
+    # two halves of the same distribution: about 1
+    assert collapse_ratio(real[:20], real[20:])["value"] == pytest.approx(1.0, abs=0.15)
+    # translations that vary half as much (in distance): below 1
+    assert collapse_ratio(real[:20] * np.sqrt(0.5), real[20:])["value"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_collapse_ratio_of_rendered_images_through_a_perceptual_embedding():
+    """Real images of one domain, in two halves, through the fallback perceptual embedding: about 1; the same
+    image repeated: 0."""
+    from deepcascade.backbones import build_backbone
+    from deepcascade.evaluation.perceptual import BackboneEmbedding
+
+    emb = BackboneEmbedding(build_backbone("efficientnet_lite0", "imagenet"), "efficientnet_lite0")
+    x = torch.stack([torch.from_numpy(np.array(synthetic.render("B", i, 64, 0))).permute(2, 0, 1)
+                     for i in range(16)]).float() / 255
+    with torch.no_grad():
+        e = emb(x).numpy()
+    assert collapse_ratio(e[:8], e[8:])["value"] == pytest.approx(1.0, abs=0.25)
+    assert collapse_ratio(np.repeat(e[:1], 8, 0), e[8:])["value"] == 0.0
+
+
+# ---- layout ---------------------------------------------------------------------------------------------------
+
+def _masks(domain, n, size=64, seed=0):
+    return [synthetic.render_with_mask(domain, synthetic.TEST_INDEX_BASE + i, size, seed)[1] for i in range(n)]
+
+
+def test_layout_of_sources_against_themselves_is_zero():
+    boxes = [silhouette_box(m) for m in _masks("A", 6) + _masks("B", 6)]
+    out = compare(boxes, boxes, 64)
+    assert out["centre_shift"] == 0.0
+    assert out["size_ratio"] == 1.0
+    assert out["centre_correlation_x"] == pytest.approx(1.0)
+
+
+def test_layout_of_a_shifted_copy_equals_the_shift():
+    size, (dy, dx) = 64, (3, -5)
+    src, shifted = [], []
+    for m in _masks("A", 8, size) + _masks("B", 8, size):
+        ys, xs = np.nonzero(m)
+        if ys.min() < 4 or ys.max() >= size - 4 or xs.min() < 6 or xs.max() >= size - 6:
+            continue  # the shifted animal must stay in the frame
+        src.append(silhouette_box(m))
+        shifted.append(silhouette_box(np.roll(m, (dy, dx), axis=(0, 1))))
+    assert len(src) >= 4
+    out = compare(src, shifted, size)
+    assert out["centre_shift"] == pytest.approx(np.hypot(dy, dx) / size, rel=1e-9)
+
+
+def _textured(mask, seed):
+    """A smooth background with a high-contrast texture exactly on ``mask``: what the estimator must find."""
+    rng = np.random.default_rng(seed)
+    h = mask.shape[0]
+    yy, xx = np.mgrid[0:h, 0:h]
+    bg = 120 + 40 * yy / h
+    tex = np.where(((yy // 2 + xx // 2) % 2) == 0, 230.0, 30.0) + rng.normal(0, 3, mask.shape)
+    lum = np.where(mask, tex, bg)
+    return Image.fromarray(np.repeat(lum[..., None], 3, 2).clip(0, 255).astype(np.uint8))
+
+
+def test_layout_measure_end_to_end_follows_a_shift(tmp_path):
+    """Through file names, the generator's masks and the pixel estimator: translations whose textured region
+    is the source's silhouette shifted by (dy, dx) give that shift, within a pixel."""
+    size, (dy, dx) = 64, (0, 6)
+    meta = {"generator": "deepcascade.data.synthetic", "version": synthetic.VERSION, "seed": 0, "size": size,
+            "test_index_base": synthetic.TEST_INDEX_BASE}
+    names, sources, fakes, same = [], [], [], []
+    for i in range(12):
+        img, m = synthetic.render_with_mask("A", synthetic.TEST_INDEX_BASE + i, size, 0)
+        xs = np.nonzero(m)[1]
+        if xs.max() >= size - dx - 2:
+            continue
+        names.append(f"A_test_{i:06d}.png")
+        sources.append(img)
+        fakes.append(_textured(np.roll(m, (dy, dx), axis=(0, 1)), i))
+        same.append(_textured(m, i))
+    assert len(names) >= 4
+    out = layout_measure(names, lambda j: sources[j], lambda j: fakes[j], meta, size, "B")
+    assert out["centre_shift"] == pytest.approx(dx / size, abs=1.0 / size)
+    assert out["centre_correlation_x"] > 0.9
+    assert out["images"] == len(names) and out["skipped_names"] == 0
+    unshifted = layout_measure(names, lambda j: sources[j], lambda j: same[j], meta, size, "B")
+    assert unshifted["centre_shift"] < 1.0 / size
+    # the estimator's own error on the real sources is small (the floor reported beside the figure)
+    assert out["centre_shift_floor"] < 0.06
+    assert out["silhouette_target_share_sources"] == 0.0  # zebra-like sources are not giraffe-like
+
+
+def test_file_names_map_to_generator_indices(tmp_path):
+    counts = synthetic.write_dataset(tmp_path / "d", n=2, size=32, seed=5, n_test=2, progress=False)
+    assert counts["testA"] == 2
+    meta = find_meta(tmp_path / "d" / "testA")
+    assert meta["seed"] == 5 and meta["size"] == 32
+    domain, index = parse_name("A_test_000001.png", meta)
+    assert (domain, index) == ("A", synthetic.TEST_INDEX_BASE + 1)
+    assert parse_name("B_train_000001.png", meta) == ("B", 1)
+    assert parse_name("photo.jpg", meta) is None
+    img = Image.open(tmp_path / "d" / "testA" / "A_test_000001.png")
+    want = synthetic.render("A", synthetic.TEST_INDEX_BASE + 1, 32, 5)
+    assert np.array_equal(np.asarray(img), np.asarray(want))  # the mapping names the very image
+    assert np.array_equal(generator_mask(domain, index, meta, 32), synthetic.silhouette_mask("A", index, 32, 5))
+
+
+# ---- classifier -----------------------------------------------------------------------------------------------
+
+def test_classifier_choice_is_independent_of_the_run_backbone():
+    kind, why, independent = clf.choose("auto", "vgg19", alexnet_available=False)
+    assert kind == "efficientnet_lite0" and independent
+    assert clf.choose("auto", None, False)[0] == "efficientnet_lite0"
+    assert clf.choose("auto", "efficientnet_lite0", True)[0] == "alexnet"
+    kind, why, independent = clf.choose("auto", "efficientnet_lite0", False)
+    assert kind == "cnn" and independent and "missing" in why
+    kind, why, independent = clf.choose("efficientnet_lite0", "efficientnet_lite0", True)
+    assert not independent and why.startswith("NOT independent")
+
+
+def test_logistic_probe_separates_and_does_not_memorize():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 20))
+    y = (x[:, 3] + 0.5 * x[:, 7] > 0).astype(float)
+    predict = clf.fit_logistic(x[:300], y[:300])
+    assert np.mean((predict(x[300:]) > 0.5) == y[300:]) > 0.9  # held out
+    noise = rng.integers(0, 2, 500).astype(float)  # labels unrelated to the features
+    predict = clf.fit_logistic(x[:300], noise[:300])
+    assert np.mean((predict(x[300:]) > 0.5) == noise[300:]) < 0.65
+
+
+def _stripes(n, vertical, seed, size=32):
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, 3, size, size), np.uint8)
+    for i in range(n):
+        period, phase = rng.uniform(4, 8), rng.uniform(0, 8)
+        coord = np.arange(size)[None, :] if vertical else np.arange(size)[:, None]
+        wave = np.broadcast_to(((coord + phase) % period) < period / 2, (size, size))
+        col = rng.uniform(60, 200, 3)
+        img = np.where(wave[None], col[:, None, None] + 50, col[:, None, None] - 50) + rng.normal(0, 10, (3, size, size))
+        out[i] = img.clip(0, 255).astype(np.uint8)
+    return out
+
+
+def test_cnn_from_scratch_learns_a_texture_difference():
+    a, b = _stripes(24, False, 0), _stripes(24, True, 1)
+    net = clf.train_cnn(a, b, "cpu", seed=0)
+    ta, tb = _stripes(20, False, 2), _stripes(20, True, 3)
+    with torch.no_grad():
+        pa = torch.sigmoid(net(torch.from_numpy(ta).float() / 255)).numpy()
+        pb = torch.sigmoid(net(torch.from_numpy(tb).float() / 255)).numpy()
+    acc = (np.mean(pa <= 0.5) + np.mean(pb > 0.5)) / 2
+    assert acc >= 0.9
+
+
+def test_accuracy_counts_the_true_domain():
+    assert clf.accuracy(np.array([0.9, 0.2, 0.7]), is_b=True) == pytest.approx(2 / 3)
+    assert clf.accuracy(np.array([0.9, 0.2, 0.7]), is_b=False) == pytest.approx(1 / 3)
+    assert clf.accuracy(np.zeros(0), True) is None
