@@ -365,8 +365,9 @@ def evaluate_run(run: str | Path, out: str | Path, direction: str = "both", refe
     directions = []
     for name in names:
         src, tgt = DOMAINS[name]
+        # overwrite: the evaluation owns OUT/translations, and a retrained run must not be scored on old files
         res = translate_folder(run, tests[src], out / "translations" / name, direction=name,
-                               batch_size=opts.batch_size, translator=translator)
+                               batch_size=opts.batch_size, translator=translator, overwrite=True)
         rows = res["rows"]
         fakes = ImageSet([r["result"] for r in rows], size, f"translations {name}", out / "translations" / name)
         sources = ImageSet([Path(tests[src]) / r["name"] for r in rows], size, f"sources {name}", Path(tests[src]))
