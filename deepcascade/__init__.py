@@ -1,7 +1,7 @@
 """deepcascade: unpaired cross-domain image translation in the feature space of a frozen CNN.
 
 Implements "Cross-Domain Cascaded Deep Translation" (Katzir, Lischinski, Cohen-Or, ECCV 2020).
-Nothing heavy happens at import; ``Translator`` is imported lazily.
+Nothing heavy happens at import; ``Translator`` and ``Synthesizer`` are imported lazily.
 """
 
 __version__ = "0.1.0"
@@ -12,4 +12,8 @@ def __getattr__(name):
         from .inference.translator import Translator
 
         return Translator
+    if name == "Synthesizer":
+        from .inference.synthesizer import Synthesizer
+
+        return Synthesizer
     raise AttributeError(f"module 'deepcascade' has no attribute {name!r}")

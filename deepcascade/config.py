@@ -131,6 +131,27 @@ class CascadeConfig:
 
 
 @dataclass
+class SynthConfig:
+    enabled: bool = _f(False, "train the deepVAE with `--stage all` (`--stage synth` trains it either way)")
+    final_level: int = _f(3, "shallowest synthesized level; images come from I_final (3 [paper]: G_2 adds "
+                             "little); needs an inversion network there", min=1, max=5)
+    steps: int = _f(20000, "optimizer steps per level (VAE steps at level 5, generator steps below)", min=1)
+    batch_size: int = _f(10, "batch size [paper]", min=1)
+    lr: float = _f(1e-4, "Adam learning rate [paper]", min=0.0)
+    nz: int = _f(512, "size of the VAE's latent code z_5 [paper]", min=1)
+    kl_weight: float = _f(1.0, "weight of the KL term of equation 1 (1 [paper]; the reconstruction term is the "
+                               "per-sample sum of squared errors)", min=0.0)
+    gn_groups: int = _f(32, "GroupNorm groups of E_5 and G_5", min=1)
+    nz_level: int = _f(64, "size of the noise code z_l of each conditional generator G_l", min=1)
+    mapping_width: int = _f(256, "hidden width of the MLP that turns z_l into G_l's AdaIN parameters", min=1)
+    n_critic: int = _f(4, "critic updates per generator update [paper]", min=1)
+    lambda_gp: float = _f(10.0, "WGAN-GP gradient-penalty weight of equation 2 [paper]", min=0.0)
+    critic_width: int = _f(256, "channels of the level-l critics' convs", min=1)
+    conditional_critic: bool = _f(True, "the critic also sees the level-(l+1) features G_l was given "
+                                        "(false: equation 2 as printed, level-l features only)")
+
+
+@dataclass
 class Config:
     name: str = _f("experiment", "experiment name, shown in logs and reports")
     data: DataConfig = field(default_factory=DataConfig)
@@ -141,6 +162,7 @@ class Config:
     invert: InvertConfig = field(default_factory=InvertConfig)
     deep: DeepConfig = field(default_factory=DeepConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,6 +185,7 @@ _SECTION_HELP = {
     "invert": "Feature-inversion networks I_l (docs/method.md section 2)",
     "deep": "Deepest-level (conv_5_1) translators, WGAN-GP (docs/method.md section 3)",
     "cascade": "Coarse-to-fine conditional translators, levels 4..1 (docs/method.md section 4)",
+    "synth": "deepVAE: unconditional synthesis of one domain, one model per domain (docs/method.md section 6)",
 }
 
 
@@ -231,6 +254,10 @@ def _validate(cfg: Config) -> None:
     if cfg.cascade.final_level not in cfg.invert.levels:
         raise UserError(f"config field 'cascade.final_level' ({cfg.cascade.final_level}) needs an inversion "
                         f"network: add it to invert.levels (now {cfg.invert.levels})")
+    if cfg.synth.enabled and cfg.synth.final_level not in cfg.invert.levels:
+        raise UserError(f"config field 'synth.final_level' ({cfg.synth.final_level}) needs an inversion network "
+                        f"to turn synthesized features into images: add it to invert.levels (now "
+                        f"{cfg.invert.levels}) or set synth.enabled: false")
     dev = cfg.engine.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise UserError(f"config field 'engine.device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")

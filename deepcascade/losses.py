@@ -1,8 +1,8 @@
 """Loss functions of every stage, as pure functions of networks and tensors (no module state).
 
 WGAN-GP for the translators and deepVAE generators (supplementary 1.1 and equation 2), LSGAN for the
-inversion networks only ("For the adversarial metric, only here, we have used LS-GAN"), and the cycle /
-identity / reconstruction distances of docs/method.md sections 3-4. Adversarial scores are reduced in float32
+inversion networks only ("For the adversarial metric, only here, we have used LS-GAN"), the cycle /
+identity / reconstruction distances of docs/method.md sections 3-4, and the deepVAE's equation 1. Adversarial scores are reduced in float32
 so the losses are safe under fp16/bf16 autocast.
 """
 
@@ -122,3 +122,28 @@ def lsgan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
 def lsgan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
     """LSGAN generator loss ``mean((d_fake - 1)^2)``: the generator wants its patches scored as real."""
     return ((d_fake.float() - 1) ** 2).mean()
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions, averaged over the batch (nats).
+
+    The KL term of equation 1 of the supplementary, in closed form: 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar).
+    Computed in float32.
+    """
+    mu, logvar = mu.float(), logvar.float()
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+
+
+def vae_loss(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """The negative of equation 1: l2 reconstruction + ``kl_weight`` * KL, per sample, averaged over the batch.
+
+    The reconstruction term is the per-sample *sum* of squared errors, i.e. -log p(x|z) of a Gaussian decoder
+    with variance 1/2 up to a constant, so that it and the KL are on the same (nats) scale as in the equation;
+    a per-element mean would weigh the prior hundreds of times more at conv_5_1 (512 x 14 x 14 elements).
+    Returns ``loss`` (with graph), and detached ``rec`` (that sum), ``mse`` (per element) and ``kl``.
+    """
+    sq = (recon.float() - x.float()).pow(2)
+    rec = sq.flatten(1).sum(1).mean()
+    kl = gaussian_kl(mu, logvar)
+    return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "mse": sq.mean().detach(), "kl": kl.detach()}

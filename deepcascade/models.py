@@ -24,11 +24,13 @@ from .errors import UserError
 from .features.normalization import Normalizer
 from .networks.deep import bottleneck_downsamplings
 from .networks import (AdaINPredictor, CascadeModel, CascadeTranslator, DeepTranslator, FeatureCritic,
-                       InversionNet, PatchDiscriminator, predictor_convs)
+                       InversionNet, PatchDiscriminator, SynthesisModel, SynthGenerator, VAEDecoder, VAEEncoder,
+                       predictor_convs)
 
 #: every network class a snapshot may name
 NETWORKS = {cls.__name__: cls for cls in (InversionNet, PatchDiscriminator, DeepTranslator, FeatureCritic,
-                                          CascadeTranslator, AdaINPredictor)}
+                                          CascadeTranslator, AdaINPredictor, VAEEncoder, VAEDecoder,
+                                          SynthGenerator)}
 
 
 def build(kind: str, **args) -> nn.Module:
@@ -77,6 +79,26 @@ def level_nets(backbone, level: int, image_size: int, critic_width: int | None =
         nets.update({f"D_{d}": build("FeatureCritic", in_channels=c_out, in_size=image_size // stride,
                                      width=critic_width) for d in ("A", "B")})
     return nets
+
+
+def synth_nets(backbone, level: int, image_size: int, nz: int = 512, gn_groups: int = 32, nz_level: int = 64,
+               mapping_width: int = 256, critic_width: int = 256, conditional_critic: bool = True
+               ) -> dict[str, nn.Module]:
+    """The deepVAE networks of one domain and level (docs/method.md section 6).
+
+    Level 5: the encoder E_5 and decoder G_5 (Tables 4-5) on (C_5, s_5, s_5) features. Level l < 5: the
+    conditional generator G_l (C_{l+1} -> C_l channels, noise of ``nz_level``) and its critic D on level-l
+    features (plus the upsampled level-(l+1) features when ``conditional_critic``).
+    """
+    channels, size = backbone.channels[level], image_size // backbone.strides[level]
+    if level == 5:
+        return {"E": build("VAEEncoder", channels=channels, size=size, nz=nz, gn_groups=gn_groups),
+                "G": build("VAEDecoder", nz=nz, channels=channels, size=size, gn_groups=gn_groups)}
+    deeper = backbone.channels[level + 1]
+    return {"G": build("SynthGenerator", in_channels=deeper, out_channels=channels, nz=nz_level,
+                       width=mapping_width),
+            "D": build("FeatureCritic", in_channels=channels + (deeper if conditional_critic else 0), in_size=size,
+                       width=critic_width)}
 
 
 def run_compat(cfg: Config, backbone: Backbone) -> dict:
@@ -140,6 +162,20 @@ class RunModels:
         deep = levels.pop(5)
         return CascadeModel(deep, levels).to(self.device).eval()
 
+    def synthesis(self, domain: str, final_level: int) -> SynthesisModel:
+        """The trained deepVAE of ``domain`` ('a' or 'b') from level 5 down to ``final_level``."""
+        generators = {}
+        for level in range(5, final_level - 1, -1):
+            name = stage_name("synth", level, domain)
+            nets = self.stage(name, level, names=("G",))
+            if nets is None:
+                raise UserError(f"stage '{name}' has not finished in {self.run.path} (no "
+                                f"{self.run.snapshot_path(name)}); train it first (deepcascade train CONFIG "
+                                f"--stage synth --domain {domain})")
+            generators[level] = nets["G"]
+        decoder = generators.pop(5)
+        return SynthesisModel(decoder, generators).to(self.device).eval()
+
 
 @dataclass
 class TrainedRun:
@@ -151,6 +187,13 @@ class TrainedRun:
     backbone: Backbone
     normalizer: Normalizer
     models: RunModels
+
+    def synthesis_level(self, domain: str) -> int:
+        """The config's ``synth.final_level``, or the shallowest deepVAE level of ``domain`` finished above it."""
+        level = self.cfg.synth.final_level
+        while level < 5 and not self.run.finished(stage_name("synth", level, domain)):
+            level += 1
+        return level
 
     def deepest_trained_level(self) -> int:
         """The config's ``cascade.final_level``, or the shallowest cascade level that has finished above it."""

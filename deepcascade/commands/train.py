@@ -15,6 +15,8 @@ def add_arguments(p):
                    help="what to train; 'all' runs every stage in order, skipping finished ones: "
                         + "; ".join(f"{k.name}: {k.help}" for k in KINDS.values()))
     p.add_argument("--level", type=int, default=None, help="train only this level of the stage")
+    p.add_argument("--domain", choices=["a", "b"], default=None,
+                   help="per-domain stages (synth): train only this domain's model (default: both)")
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",
                    help="continue from the latest checkpoint of the stage, or from PATH")
@@ -28,7 +30,8 @@ def run(args) -> int:
 
     cfg = build_config(args.config, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
-    results = run_training(cfg, run_dir, args.stage, args.level, resume=args.resume, dry_run=args.dry_run)
+    results = run_training(cfg, run_dir, args.stage, args.level, resume=args.resume, dry_run=args.dry_run,
+                           domain=args.domain)
     for name, status in results.items():
         print(f"{name}: {status}")
     if results:

@@ -26,20 +26,39 @@ log = logging.getLogger("deepcascade")
 
 #: Stage kinds whose name carries no level: they train one level only.
 _UNLEVELLED = {"deep": 5}
-_STAGE_NAME = re.compile(r"^(?P<kind>[a-z_]+?)(?P<level>[1-5])?$")
+#: Stage kinds trained once per domain: their names carry the domain before the level (``synth_a5``).
+_PER_DOMAIN = {"synth"}
+DOMAINS = ("a", "b")
+_STAGE_NAME = re.compile(r"^(?P<kind>[a-z]+?)(?:_(?P<domain>[ab]))?(?P<level>[1-5])?$")
 
 
-def stage_name(kind: str, level: int) -> str:
-    """The name of a stage in files and logs: ``invert5``, ``deep`` (level 5), ``cascade4``."""
+def stage_name(kind: str, level: int, domain: str | None = None) -> str:
+    """The name of a stage in files and logs: ``invert5``, ``deep`` (level 5), ``cascade4``, ``synth_a5``
+    (the deepVAE level 5 of domain A)."""
+    if (domain is not None) != (kind in _PER_DOMAIN):
+        raise ValueError(f"stage kind {kind!r} {'needs' if kind in _PER_DOMAIN else 'takes no'} domain, "
+                         f"got {domain!r}")
+    if domain is not None:
+        if domain.lower() not in DOMAINS:
+            raise ValueError(f"domain must be 'a' or 'b', got {domain!r}")
+        return f"{kind}_{domain.lower()}{level}"
     return kind if kind in _UNLEVELLED else f"{kind}{level}"
 
 
-def parse_stage_name(name: str) -> tuple[str, int]:
-    """``cascade4`` -> ("cascade", 4), ``deep`` -> ("deep", 5); the inverse of :func:`stage_name`."""
+def parse_stage(name: str) -> tuple[str, int, str | None]:
+    """``synth_a5`` -> ("synth", 5, "a"), ``cascade4`` -> ("cascade", 4, None); the inverse of
+    :func:`stage_name`."""
     m = _STAGE_NAME.match(name)
-    if not m or (m["level"] is None) != (m["kind"] in _UNLEVELLED):
+    if (not m or (m["level"] is None) != (m["kind"] in _UNLEVELLED)
+            or (m["domain"] is not None) != (m["kind"] in _PER_DOMAIN)):
         raise ValueError(f"not a stage name: {name!r}")
-    return m["kind"], int(m["level"]) if m["level"] else _UNLEVELLED[m["kind"]]
+    return m["kind"], int(m["level"]) if m["level"] else _UNLEVELLED[m["kind"]], m["domain"]
+
+
+def parse_stage_name(name: str) -> tuple[str, int]:
+    """``cascade4`` -> ("cascade", 4), ``deep`` -> ("deep", 5), ``synth_b4`` -> ("synth", 4)."""
+    kind, level, _ = parse_stage(name)
+    return kind, level
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -25,9 +25,10 @@ log = logging.getLogger("deepcascade")
 
 
 def pipeline_levels(cfg, levels: Iterable[int] | None = None) -> list[int]:
-    """Levels the run needs: ``levels`` if given, else invert.levels + the cascade's levels + 5; plus cache.levels."""
+    """Levels the run needs: ``levels`` if given, else invert.levels + the cascade's and the deepVAE's levels
+    (final_level..5); plus cache.levels."""
     if levels is None:
-        levels = set(cfg.invert.levels) | set(range(cfg.cascade.final_level, 6))
+        levels = set(cfg.invert.levels) | set(range(cfg.cascade.final_level, 6)) | set(range(cfg.synth.final_level, 6))
     return sorted(set(int(l) for l in levels) | set(int(l) for l in cfg.cache.levels))
 
 

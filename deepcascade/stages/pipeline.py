@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import Config, to_commented_yaml
 from ..engine import distributed
-from ..engine.run import RunDir
+from ..engine.run import DOMAINS, RunDir, stage_name
 from ..device import resolve_device
 from ..engine.trainer import stage_seed, train_stage
 from ..errors import UserError
@@ -17,34 +17,51 @@ from .registry import ALL, KINDS
 log = logging.getLogger("deepcascade")
 
 
-def plan(cfg: Config, stage: str, level: int | None = None) -> list[tuple[str, int]]:
-    """(kind, level) pairs to train, in order."""
+def plan(cfg: Config, stage: str, level: int | None = None, domain: str | None = None
+         ) -> list[tuple[str, int, str | None]]:
+    """(kind, level, domain) triples to train, in order; domain is None except for per-domain kinds."""
     if stage == "all":
-        return [step for kind in ALL for step in plan(cfg, kind)]
+        if level is not None or domain is not None:
+            raise UserError("--level and --domain select within one stage; give --stage too, not 'all'")
+        return [step for kind in ALL if KINDS[kind].in_all(cfg) for step in plan(cfg, kind)]
     if stage not in KINDS:
         raise UserError(f"unknown stage {stage!r}; available: {', '.join(list(KINDS) + ['all'])}")
-    levels = KINDS[stage].levels(cfg)
+    kind = KINDS[stage]
+    levels = kind.levels(cfg)
     if level is not None:
         if level not in levels:
             raise UserError(f"--level {level} is not trained by stage '{stage}' with this config "
                             f"(levels: {levels})")
         levels = [level]
-    return [(stage, l) for l in levels]
+    if not kind.per_domain:
+        if domain is not None:
+            per_domain = ", ".join(k.name for k in KINDS.values() if k.per_domain)
+            raise UserError(f"--domain applies to the per-domain stages ({per_domain}), not to '{stage}'")
+        return [(stage, l, None) for l in levels]
+    if domain is not None and domain not in DOMAINS:
+        raise UserError(f"--domain must be 'a' or 'b', got {domain!r}")
+    return [(stage, l, d) for d in ([domain] if domain else DOMAINS) for l in levels]
 
 
-def describe(cfg: Config, steps: list[tuple[str, int]]) -> str:
+def describe(cfg: Config, steps: list[tuple[str, int, str | None]]) -> str:
     lines = [to_commented_yaml(cfg), "# plan:"]
-    lines += [f"#   {kind} level {level}" for kind, level in steps] or ["#   statistics and feature cache only"]
+    lines += [f"#   {kind} level {level}" + (f" domain {domain.upper()}" if domain else "")
+              for kind, level, domain in steps] or ["#   statistics and feature cache only"]
     return "\n".join(lines)
 
 
+def _seed_key(kind: str, level: int, domain: str | None) -> str:
+    """Each stage's initialisation seed key: kind + level (e.g. "deep5"), the stage name for per-domain ones."""
+    return f"{kind}{level}" if domain is None else stage_name(kind, level, domain)
+
+
 def run_training(cfg: Config, run_dir: str | Path, stage: str, level: int | None = None, resume=False,
-                 dry_run: bool = False) -> dict[str, str]:
+                 dry_run: bool = False, domain: str | None = None) -> dict[str, str]:
     """Run the planned stages; returns {stage name: 'done' | 'skipped'}.
 
     ``stage == 'all'`` always resumes: finished stages are skipped, an unfinished one continues.
     """
-    steps = plan(cfg, stage, level)
+    steps = plan(cfg, stage, level, domain)
     if dry_run:
         print(describe(cfg, steps))
         return {}
@@ -57,10 +74,10 @@ def run_training(cfg: Config, run_dir: str | Path, stage: str, level: int | None
     with RunDir(run_dir) as run:
         run.adopt_config(cfg, resume=bool(resume))
         exp = setup_experiment(cfg, run)
-        for kind, lvl in steps:
-            # each stage's initialisation is reproducible on its own (seed key: kind + level, e.g. "deep5")
-            seed_everything(stage_seed(cfg.engine.seed, f"{kind}{lvl}"))
-            st = KINDS[kind].build(exp, lvl)
+        for kind, lvl, dom in steps:
+            # each stage's initialisation is reproducible on its own
+            seed_everything(stage_seed(cfg.engine.seed, _seed_key(kind, lvl, dom)))
+            st = KINDS[kind].build(exp, lvl, dom)
             results[st.name] = train_stage(run, st, cfg, exp.device, resume=resume)
         distributed.barrier()
     return results

@@ -1,8 +1,8 @@
 """The stage registry: every kind of training stage, the class that trains it and the levels it trains.
 
-``train --stage KIND [--level L]`` and ``--stage all`` read this table; stage names (``invert5``, ``deep``,
-``cascade4``) are built and parsed only by :func:`deepcascade.engine.run.stage_name` / ``parse_stage_name``.
-Add a stage kind by adding an entry.
+``train --stage KIND [--level L] [--domain D]`` and ``--stage all`` read this table; stage names (``invert5``,
+``deep``, ``cascade4``, ``synth_a5``) are built and parsed only by :func:`deepcascade.engine.run.stage_name` /
+``parse_stage``. Add a stage kind by adding an entry.
 """
 
 from __future__ import annotations
@@ -14,17 +14,25 @@ from typing import Callable
 from ..config import Config
 
 
+def _always(cfg: Config) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class StageKind:
     name: str
     target: str | None  # "module:Class" below deepcascade.stages (imported on use), None for 'prepare'
     levels: Callable[[Config], list[int]]  # the levels this kind trains with this config, in training order
     help: str
+    per_domain: bool = False  # one stage per domain ('a' then 'b'), named e.g. synth_a5
+    in_all: Callable[[Config], bool] = _always  # whether ``--stage all`` trains this kind with this config
 
-    def build(self, exp, level: int):
-        """The stage object training ``level`` (its networks are initialised here, from torch's RNG)."""
+    def build(self, exp, level: int, domain: str | None = None):
+        """The stage object training ``level`` (of ``domain``, for per-domain kinds); its networks are
+        initialised here, from torch's RNG."""
         module, cls = self.target.split(":")
-        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(exp, level)
+        factory = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+        return factory(exp, level) if domain is None else factory(exp, level, domain)
 
 
 KINDS: dict[str, StageKind] = {k.name: k for k in (
@@ -34,7 +42,10 @@ KINDS: dict[str, StageKind] = {k.name: k for k in (
     StageKind("deep", "deep:DeepStage", lambda cfg: [5], "level-5 translators"),
     StageKind("cascade", "cascade:CascadeStage", lambda cfg: list(range(4, cfg.cascade.final_level - 1, -1)),
               "coarse-to-fine cascade levels"),
+    StageKind("synth", "synth:synth_stage", lambda cfg: list(range(5, cfg.synth.final_level - 1, -1)),
+              "deepVAE synthesis, one per domain (in 'all' when synth.enabled)", per_domain=True,
+              in_all=lambda cfg: cfg.synth.enabled),
 )}
 
-#: what ``--stage all`` trains, in order
-ALL = ("invert", "deep", "cascade")
+#: what ``--stage all`` trains, in order (kinds whose ``in_all`` is false for the config are left out)
+ALL = ("invert", "deep", "cascade", "synth")

@@ -1,0 +1,137 @@
+"""The Python API of deepVAE synthesis: ``Synthesizer.from_run("runs/x").sample(n, domain="a", seed=0)``.
+
+New images of one domain, drawn from the prior and decoded through the feature hierarchy (Fig. 19 b of the
+supplementary): z_5 -> G_5 -> G_4(., z_4) -> G_3(., z_3) -> I_3. Sample i's codes are the i-th draw of a
+``torch.Generator`` seeded with ``seed`` (one vector per sample holding z_5, z_4, ... in that order, drawn on
+the CPU), so a seed gives the same images on every call, for any ``n`` and device.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from ..data.transforms import to_pil
+from ..errors import UserError
+from ..models import TrainedRun, open_run
+from ..networks import SynthesisModel
+from ..outputs.grids import to_unit
+
+DOMAINS = ("a", "b")
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between codes (rows of ``a`` and ``b``): Gaussian codes live near a sphere, and a
+    straight line between two of them passes through codes of unusually small norm."""
+    an, bn = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((an * bn).sum(1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
+
+
+class Synthesizer:
+    """A trained run, ready to synthesize images of either domain with its deepVAEs."""
+
+    def __init__(self, trained: TrainedRun):
+        self.trained = trained
+        self.image_size = trained.cfg.data.image_size
+        self._models: dict[str, SynthesisModel] = {}
+        self._inversions: dict[int, torch.nn.Module] = {}
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "auto") -> "Synthesizer":
+        """Open a run directory whose ``synth`` stages were trained by ``deepcascade train --stage synth``
+        (each domain's deepVAE is loaded on first use)."""
+        return cls(open_run(run_dir, device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.trained.device
+
+    # ------------------------------------------------------------------------------------------ models
+    def model(self, domain: str) -> SynthesisModel:
+        """The deepVAE of ``domain`` ('a' or 'b'), as deep as it has been trained down to ``synth.final_level``."""
+        domain = str(domain).lower()
+        if domain not in DOMAINS:
+            raise UserError(f"domain must be 'a' or 'b', got {domain!r}")
+        if domain not in self._models:
+            self._models[domain] = self.trained.models.synthesis(domain, self.trained.synthesis_level(domain))
+        return self._models[domain]
+
+    def inversion(self, level: int):
+        """I_level, or None when it was not trained."""
+        if level not in self._inversions:
+            self._inversions[level] = self.trained.models.inversion(level)
+        return self._inversions[level]
+
+    # ------------------------------------------------------------------------------------------ codes
+    def codes(self, n: int, domain: str = "a", seed: int = 0, temperature: float = 1.0) -> dict[int, torch.Tensor]:
+        """{level: (n, nz_level)} prior codes on the device: sample i's codes are the i-th draw of the seeded
+        generator, times ``temperature`` (< 1 trades variety for typical samples)."""
+        if n < 1:
+            raise UserError(f"the number of samples must be >= 1, got {n}")
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise UserError(f"temperature must be a positive number, got {temperature}")
+        sizes = self.model(domain).code_sizes
+        g = torch.Generator().manual_seed(int(seed))
+        flat = torch.stack([torch.randn(sum(sizes.values()), generator=g) for _ in range(n)]) * temperature
+        parts = flat.split(list(sizes.values()), dim=1)
+        return {level: part.to(self.device) for level, part in zip(sizes, parts)}
+
+    # ------------------------------------------------------------------------------------------ decoding
+    @torch.no_grad()
+    def decode(self, codes: dict[int, torch.Tensor], domain: str = "a", final_level: int | None = None,
+               return_levels: bool = False, batch_size: int = 16):
+        """Images (N, 3, S, S) in [0, 1] (on the CPU) from prior codes; with ``return_levels`` also
+        {level: I_level(synthesized level)} for every level with an inversion network."""
+        model = self.model(domain)
+        final = model.final_level if final_level is None else int(final_level)
+        if final < model.final_level or final > 5:
+            raise UserError(f"final level {final} is not trained for domain {domain.upper()} (its deepVAE reaches "
+                            f"level {model.final_level}); train it with --stage synth --domain {domain}")
+        if self.inversion(final) is None:
+            raise UserError(f"the inversion network of level {final} is not trained in {self.trained.run.path}; "
+                            f"run `deepcascade train CONFIG --stage invert`")
+        n = next(iter(codes.values())).shape[0]
+        results, levels = [], {}
+        for i in range(0, n, batch_size):
+            out = model({l: z[i: i + batch_size] for l, z in codes.items()}, final)
+            results.append(self._image(final, out[final]))
+            if return_levels:
+                for l in sorted(out, reverse=True):
+                    if self.inversion(l) is not None:
+                        levels.setdefault(l, []).append(self._image(l, out[l]))
+        result = torch.cat(results)
+        return (result, {l: torch.cat(v) for l, v in levels.items()}) if return_levels else result
+
+    def _image(self, level: int, features: torch.Tensor) -> torch.Tensor:
+        return to_unit(self.inversion(level)(features)).clamp(0, 1).cpu()
+
+    def sample(self, n: int, domain: str = "a", seed: int = 0, temperature: float = 1.0,
+               final_level: int | None = None, return_levels: bool = False, as_tensor: bool = False,
+               batch_size: int = 16):
+        """``n`` new images of ``domain``: a list of PIL images, or with ``as_tensor`` a tensor (n, 3, S, S) in
+        [0, 1]. With ``return_levels`` returns ``(images, {level: images})``, the per-level views I_5 | I_4 | I_3
+        of Fig. 19. The same seed gives the same images."""
+        codes = self.codes(n, domain, seed, temperature)
+        res = self.decode(codes, domain, final_level, return_levels, batch_size)
+        result, levels = res if return_levels else (res, {})
+        if not as_tensor:
+            result = [to_pil(t) for t in result]
+            levels = {l: [to_pil(t) for t in v] for l, v in levels.items()}
+        return (result, levels) if return_levels else result
+
+    def interpolate(self, rows: int = 4, steps: int = 8, domain: str = "a", seed: int = 0,
+                    temperature: float = 1.0, final_level: int | None = None) -> torch.Tensor:
+        """Images (rows, steps, 3, S, S) in [0, 1]: row r walks from sample 2r to sample 2r+1 of the same seed
+        (every level's code interpolated spherically)."""
+        if rows < 1 or steps < 2:
+            raise UserError(f"interpolation needs rows >= 1 and steps >= 2, got {rows} and {steps}")
+        codes = self.codes(2 * rows, domain, seed, temperature)
+        ts = torch.linspace(0, 1, steps).tolist()
+        walk = {l: torch.stack([slerp(z[0::2], z[1::2], t) for t in ts], dim=1).flatten(0, 1)
+                for l, z in codes.items()}
+        images = self.decode(walk, domain, final_level)
+        return images.view(rows, steps, *images.shape[1:])
+
