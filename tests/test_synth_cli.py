@@ -153,6 +153,19 @@ def test_synthesize_errors_are_one_line(trained, tmp_path):
     assert rc == 2 and "--n must be >= 1" in err
 
 
+def test_synthesize_never_mixes_or_replaces_files_without_overwrite(trained, tmp_path):
+    out = tmp_path / "out"
+    args = ["synthesize", "--run", str(trained), "--domain", "a", "--n", "2", "--out", str(out), "--device", "cpu"]
+    assert main_inprocess(*args)[0] == 0
+    before = (out / "sample_0000.png").read_bytes()
+    rc, _, err = main_inprocess(*args, "--seed", "1")
+    assert rc == 2 and "already holds 4 of the files" in err and "--overwrite" in err
+    assert (out / "sample_0000.png").read_bytes() == before
+    rc, _, err = main_inprocess(*args, "--seed", "1", "--overwrite")
+    assert rc == 0, err
+    assert (out / "sample_0000.png").read_bytes() != before
+
+
 # ----------------------------------------------------------------------------------------- kill and resume
 def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
