@@ -41,14 +41,12 @@ class DemoPlan:
     batch_size: int
 
 
-# load_size == image_size: the cached features are then exactly the features of the training images (flips
-# are the only augmentation); cropping cached load_size features differs from the features of the crop by
-# 30-50% at level 5 near the border (features/cache.py), which a 10-minute run cannot afford.
-# Budgets measured on a 2-core CPU (see README): full ~10 min, quick < 1 min. VGG-19 runs at 64 px (level 5 is
-# 4x4); EfficientNet-Lite0 has stride 32 at level 5 and runs at 96 px (3x3).
+# load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
+# Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): VGG-19 runs at
+# 64 px (stride 16), EfficientNet-Lite0 (stride 32) at 128 px. Budgets and figures: docs/measurements.md.
 PLANS = {
     ("vgg19", False): DemoPlan(300, 20, 64, 500, 800, 350, 8),
-    ("efficientnet_lite0", False): DemoPlan(300, 20, 96, 500, 800, 350, 8),
+    ("efficientnet_lite0", False): DemoPlan(300, 20, 128, 400, 800, 300, 8),
     ("vgg19", True): DemoPlan(12, 4, 32, 3, 3, 3, 4),
     ("efficientnet_lite0", True): DemoPlan(12, 4, 64, 3, 3, 3, 4),
 }

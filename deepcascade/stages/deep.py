@@ -6,6 +6,8 @@ so the stage and the tests share them; :class:`DeepStage` adds data, sampling an
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..engine.run import stage_name
@@ -17,6 +19,7 @@ from .adversarial import adversarial_step, make_optimizers
 from .experiment import Experiment
 
 LEVEL = 5
+log = logging.getLogger("deepcascade")
 
 
 def critic_step(nets: dict, a: torch.Tensor, b: torch.Tensor, lambda_gp: float, ctx: TrainContext) -> dict:
@@ -63,6 +66,10 @@ class DeepStage(Stage):
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         channels, size, _ = exp.backbone.feature_shape(LEVEL, exp.cfg.data.image_size)
         self.nets = deep_nets(channels, size, c.gn_groups, c.critic_width, c.min_bottleneck)
+        if size < c.min_bottleneck:
+            log.warning("level 5 is %dx%d at %d px with %s: smaller than deep.min_bottleneck (%d), so the "
+                        "translators have little room to keep the source's layout; use a larger data.image_size",
+                        size, size, exp.cfg.data.image_size, exp.backbone.name, c.min_bottleneck)
         self.optimizers = make_optimizers(self.nets, c.lr)
         self.compat = {**exp.compat, "level": LEVEL}
         self._fixed = None
