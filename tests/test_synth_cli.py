@@ -143,6 +143,27 @@ def test_synthesizer_api(trained):
         s.sample(1, temperature=0)
 
 
+def test_synthesize_bf16_close_to_fp32(trained, tmp_path):
+    """--precision bf16 (CLI) and precision='bf16' (API) give images within 30 dB PSNR of fp32's."""
+    from deepcascade import Synthesizer
+
+    ref = Synthesizer.from_run(trained, device="cpu").sample(2, domain="a", seed=3, as_tensor=True)
+    s16 = Synthesizer.from_run(trained, device="cpu", precision="bf16")
+    assert s16.precision == "bf16"
+    x = s16.sample(2, domain="a", seed=3, as_tensor=True)
+    assert x.dtype == torch.float32 and not torch.equal(x, ref)
+
+    def psnr(a, b):
+        return 10 * np.log10(1 / max(float(((a.double() - b.double()) ** 2).mean()), 1e-20))
+
+    assert psnr(x, ref) >= 30, psnr(x, ref)
+    rc, _, err = main_inprocess("synthesize", "--run", str(trained), "--domain", "a", "--n", "2", "--seed", "3",
+                                "--out", str(tmp_path / "o"), "--device", "cpu", "--precision", "bf16")
+    assert rc == 0, err[-2000:]
+    img = torch.from_numpy(np.asarray(Image.open(tmp_path / "o" / "sample_0001.png"), dtype=np.float32) / 255)
+    assert psnr(img.permute(2, 0, 1), ref[1]) >= 30
+
+
 def test_synthesize_errors_are_one_line(trained, tmp_path):
     rc, _, err = main_inprocess("synthesize", "--run", str(trained), "--domain", "b", "--out", str(tmp_path / "o"))
     assert rc == 2 and "synth_b5" in err and "Traceback" not in err

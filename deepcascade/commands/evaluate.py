@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..precision import PRECISION_HELP, PRECISIONS
+
 HELP = "score translations: KID/FID, independent domain classifier, LPIPS nearest neighbours, collapse, layout"
 
 METRIC_NAMES = "kid, fid, classifier, nn, collapse, layout"
@@ -49,6 +51,9 @@ def add_arguments(p):
     p.add_argument("--no-cache", action="store_true", help="do not keep features and embeddings in OUT/cache")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="with --run: precision of the translations scored; " + PRECISION_HELP.split(": ", 1)[1]
+                        + " (the measures themselves always run in fp32)")
 
 
 def run(args) -> int:
@@ -64,6 +69,7 @@ def run(args) -> int:
     if args.fid_bootstrap < 0 or args.html_rows < 0:
         raise UserError("--fid-bootstrap and --html-rows must be >= 0")
     opts = Options(metrics=parse_metrics(args.metrics), device=args.device, batch_size=args.batch_size,
+                   precision=args.precision,
                    inception_weights=args.inception_weights, alexnet_weights=args.alexnet_weights,
                    classifier=args.classifier, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                    fid_bootstrap=args.fid_bootstrap, html_rows=args.html_rows, cache=not args.no_cache)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..precision import PRECISION_HELP, PRECISIONS
+
 HELP = "synthesize new images of one domain with a run's deepVAE (train --stage synth); writes index.html"
 
 
@@ -29,6 +31,7 @@ def add_arguments(p):
                         "the latent codes of two samples")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--overwrite", action="store_true",
                    help="replace output files that already exist (never an input file); without it a folder that "
                         "holds any of them is refused, so that one folder never mixes two seeds")
@@ -39,7 +42,7 @@ def run(args) -> int:
 
     summary = synthesize_folder(args.run, args.out, args.domain, args.n, args.seed, args.temperature,
                                 args.final_level, args.save_levels, args.interpolate, args.batch_size, args.device,
-                                args.overwrite)
+                                args.overwrite, precision=args.precision)
     print(f"synthesized {summary['written']} image(s) of domain {args.domain.upper()} -> {args.out}")
     print(f"open {Path(args.out) / 'index.html'}")
     return 0

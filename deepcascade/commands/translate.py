@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from ..fileio import OVERWRITE_HELP
+from ..precision import PRECISION_HELP, PRECISIONS
 
 HELP = "translate an image or a folder (recursive) with a trained run; writes index.html"
 
@@ -27,6 +28,7 @@ def add_arguments(p):
                    help="also write a strip per image: source | I_5(level 5) | I_4(level 4) | ...")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
@@ -39,7 +41,8 @@ def run(args) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     summary = translate_folder(args.run, args.input, args.out, direction=args.direction,
                                final_level=args.final_level, save_levels=args.save_levels,
-                               batch_size=args.batch_size, device=args.device, overwrite=args.overwrite)
+                               batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
+                               precision=args.precision)
     print(f"translated {summary['written']} image(s) -> {args.out}")
     if summary["kept"]:
         print(kept_existing_note(len(summary["kept"]), args.out, "translation(s)"))

@@ -59,6 +59,7 @@ class Options:
     metrics: tuple | None = None  # explicit --metrics; None = everything that can be computed
     device: str = "auto"
     batch_size: int = 16
+    precision: str = "fp32"  # of the run's translations only; the measures run in fp32
     inception_weights: str | None = None
     alexnet_weights: str | None = None
     classifier: str = "auto"
@@ -361,7 +362,7 @@ def evaluate_run(run: str | Path, out: str | Path, direction: str = "both", refe
     if translator is None:
         from ..inference.translator import Translator
 
-        translator = Translator.from_run(run, device=opts.device)
+        translator = Translator.from_run(run, device=opts.device, precision=opts.precision)
     directions = []
     for name in names:
         src, tgt = DOMAINS[name]

@@ -34,7 +34,7 @@ def _grid_columns(images: torch.Tensor) -> list[torch.Tensor]:
 def synthesize_folder(run_dir, out_dir, domain: str = "a", n: int = 64, seed: int = 0, temperature: float = 1.0,
                       final_level: int | None = None, save_levels: bool = False, interpolate: int = 0,
                       batch_size: int = 16, device: str = "auto", overwrite: bool = False,
-                      synthesizer: Synthesizer | None = None) -> dict:
+                      synthesizer: Synthesizer | None = None, precision: str = "fp32") -> dict:
     """Synthesize ``n`` images of ``domain`` into ``out_dir``; returns {"rows", "written", "grid", ...}.
 
     Never replaces an input or a user's file: an ``out_dir`` overlapping the run directory is refused when an
@@ -61,7 +61,7 @@ def synthesize_folder(run_dir, out_dir, domain: str = "a", n: int = 64, seed: in
             raise UserError(f"{out} already holds {len(existing)} of the files this would write (e.g. "
                             f"{existing[0].name}{'; its index.html is not a deepcascade page' if foreign else ''}); "
                             f"pass --overwrite to replace them, or choose another --out")
-        s = synthesizer or Synthesizer.from_run(run_dir, device=device)
+        s = synthesizer or Synthesizer.from_run(run_dir, device=device, precision=precision)
         images, levels = s.sample(n, domain, seed, temperature, final_level, return_levels=True, as_tensor=True,
                                   batch_size=batch_size)
         rows = []

@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..models import TrainedRun, open_run
 from ..networks import SynthesisModel
 from ..outputs.grids import to_unit
+from ..precision import inference_autocast, resolve_precision, use_channels_last
 
 DOMAINS = ("a", "b")
 
@@ -33,17 +34,22 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 class Synthesizer:
     """A trained run, ready to synthesize images of either domain with its deepVAEs."""
 
-    def __init__(self, trained: TrainedRun):
+    def __init__(self, trained: TrainedRun, precision: str = "fp32"):
         self.trained = trained
+        #: 'fp32', 'bf16' or 'fp16' ('auto' resolved for the device, see deepcascade.precision)
+        self.precision = resolve_precision(precision, trained.device)
+        self.channels_last = use_channels_last(trained.device, self.precision)
         self.image_size = trained.cfg.data.image_size
         self._models: dict[str, SynthesisModel] = {}
         self._inversions: dict[int, torch.nn.Module] = {}
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto") -> "Synthesizer":
+    def from_run(cls, run_dir: str | Path, device: str = "auto", precision: str = "fp32") -> "Synthesizer":
         """Open a run directory whose ``synth`` stages were trained by ``deepcascade train --stage synth``
-        (each domain's deepVAE is loaded on first use)."""
-        return cls(open_run(run_dir, device))
+        (each domain's deepVAE is loaded on first use). ``precision`` as in ``Translator.from_run``: 'fp32'
+        (default), 'bf16', 'fp16' or 'auto'."""
+        trained = open_run(run_dir, device)
+        return cls(trained, precision)
 
     @property
     def device(self) -> torch.device:
@@ -56,13 +62,17 @@ class Synthesizer:
         if domain not in DOMAINS:
             raise UserError(f"domain must be 'a' or 'b', got {domain!r}")
         if domain not in self._models:
-            self._models[domain] = self.trained.models.synthesis(domain, self.trained.synthesis_level(domain))
+            model = self.trained.models.synthesis(domain, self.trained.synthesis_level(domain))
+            self._models[domain] = model.to(memory_format=torch.channels_last) if self.channels_last else model
         return self._models[domain]
 
     def inversion(self, level: int):
         """I_level, or None when it was not trained."""
         if level not in self._inversions:
-            self._inversions[level] = self.trained.models.inversion(level)
+            net = self.trained.models.inversion(level)
+            if net is not None and self.channels_last:
+                net.to(memory_format=torch.channels_last)
+            self._inversions[level] = net
         return self._inversions[level]
 
     # ------------------------------------------------------------------------------------------ codes
@@ -96,17 +106,18 @@ class Synthesizer:
         n = next(iter(codes.values())).shape[0]
         results, levels = [], {}
         for i in range(0, n, batch_size):
-            out = model({l: z[i: i + batch_size] for l, z in codes.items()}, final)
-            results.append(self._image(final, out[final]))
-            if return_levels:
-                for l in sorted(out, reverse=True):
-                    if self.inversion(l) is not None:
-                        levels.setdefault(l, []).append(self._image(l, out[l]))
+            with inference_autocast(self.device, self.precision):
+                out = model({l: z[i: i + batch_size] for l, z in codes.items()}, final)
+                results.append(self._image(final, out[final]))
+                if return_levels:
+                    for l in sorted(out, reverse=True):
+                        if self.inversion(l) is not None:
+                            levels.setdefault(l, []).append(self._image(l, out[l]))
         result = torch.cat(results)
         return (result, {l: torch.cat(v) for l, v in levels.items()}) if return_levels else result
 
     def _image(self, level: int, features: torch.Tensor) -> torch.Tensor:
-        return to_unit(self.inversion(level)(features)).clamp(0, 1).cpu()
+        return to_unit(self.inversion(level)(features).float()).clamp(0, 1).cpu().contiguous()
 
     def sample(self, n: int, domain: str = "a", seed: int = 0, temperature: float = 1.0,
                final_level: int | None = None, return_levels: bool = False, as_tensor: bool = False,

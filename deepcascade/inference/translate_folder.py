@@ -41,13 +41,14 @@ def _is_ours(index: Path) -> bool:
 
 def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=None, save_levels=False,
                      batch_size=8, device="auto", translator: Translator | None = None,
-                     overwrite: bool = False) -> dict:
+                     overwrite: bool = False, precision: str = "fp32") -> dict:
     """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named.
 
     Never replaces an input: an ``out_dir`` overlapping ``input_path`` is refused when any output would land on
     a file of the input (:func:`~deepcascade.fileio.check_output_location`). An image whose output files
     already exist is kept as it is (counted in ``kept``) unless ``overwrite``. ``out_dir`` is locked for the
-    run, so a second process writing into it is refused.
+    run, so a second process writing into it is refused. ``precision``: see
+    :meth:`Translator.from_run` (ignored when ``translator`` is given).
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     if not input_path.exists():
@@ -75,12 +76,12 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
                             f"or choose another --out")
         kept = [] if overwrite else [p for p in files if any(f.exists() for f in planned[p].values())]
         return _translate(run_dir, input_path, files, planned, kept, root, out_dir, direction, final_level,
-                          save_levels, batch_size, device, translator)
+                          save_levels, batch_size, device, translator, precision)
 
 
 def _translate(run_dir, input_path, files, planned, kept, root, out_dir, direction, final_level, save_levels,
-               batch_size, device, translator) -> dict:
-    t = translator or Translator.from_run(run_dir, device=device, final_level=final_level)
+               batch_size, device, translator, precision="fp32") -> dict:
+    t = translator or Translator.from_run(run_dir, device=device, final_level=final_level, precision=precision)
     final = final_level or t.cascade.final_level
     skipped = [(p, "not an image file") for p in list_other_files(input_path)]
     kept_set = set(kept)
