@@ -144,7 +144,7 @@ def _cats_dogs_run(args) -> int:
 def _afhq_arguments(p) -> None:
     p.add_argument("--src", required=True, help="the extracted afhq/ folder (train/<class>/, val/<class>/ or "
                                                 "test/<class>/)")
-    p.add_argument("--domains", type=_names, default=["cat", "dog"], help="two classes, domain A first")
+    p.add_argument("--domains", type=_names, default="cat,dog", help="two classes, domain A first")
     _out_argument(p)
 
 
