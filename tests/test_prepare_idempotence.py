@@ -111,3 +111,16 @@ def test_out_overlapping_an_input_is_refused(trees, tmp_path, capsys):
     assert main(["prepare", "cats-dogs", "--src", str(pet), "--out", str(foreign)]) == 2
     assert "not empty and holds no prepare.json" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_a_folder_being_prepared_is_locked(trees, tmp_path, capsys):
+    """A second process on the same --out is refused at its first write; the lock goes with the run."""
+    from deepcascade.fileio import folder_lock
+
+    out = tmp_path / "out"
+    cmd = commands(trees, out)["cats-dogs"]
+    with folder_lock(out, "prepare output"):  # as a running prepare holds it
+        assert main(cmd) == 2
+        assert "in use by another deepcascade process" in capsys.readouterr().err
+    assert main(cmd) == 0 and not (out / ".lock").exists()
+    assert json.loads((out / "prepare.json").read_text())["complete"] is True

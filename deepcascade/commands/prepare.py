@@ -3,7 +3,8 @@
 Each kind is one entry of ``KINDS``: a function adding its own flags and a function doing the work, so that
 more kinds are added without touching the others. The work lives in ``deepcascade/data/prepare/`` (one module
 per source layout) and is imported inside the run functions, so building the parser imports no torch.
-Every kind except ``synthetic`` is idempotent (a ``prepare.json`` marker written last); see docs/datasets.md.
+Every kind can be re-run over its output: the real-data kinds through ``prepare.json`` (written last; see
+docs/datasets.md), ``synthetic`` through ``synthetic.json``.
 No kind writes over an input: ``synthetic`` checks ``--out`` with :func:`dataset_output`, the others with
 ``data/prepare/output.py`` (both through :func:`deepcascade.fileio.check_output_location`).
 """

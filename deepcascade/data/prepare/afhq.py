@@ -41,7 +41,7 @@ def find_sources(src: Path, domains: list[str]) -> list[Source]:
 def prepare(src: str | Path, out: str | Path, domains: list[str]) -> dict:
     src = Path(src)
     sources = find_sources(src, domains)
-    prep = PreparedOutput(out, "afhq", {"src": str(src.resolve()), "domains": list(domains)}, {"--src": src})
-    if not prep.start():
-        return prep.meta
-    return copy_sources(prep, sources)
+    with PreparedOutput(out, "afhq", {"src": str(src.resolve()), "domains": list(domains)}, {"--src": src}) as prep:
+        if not prep.start():
+            return prep.meta
+        return copy_sources(prep, sources)

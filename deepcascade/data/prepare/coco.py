@@ -247,23 +247,23 @@ def prepare(annotations, images, out, categories: list[str], val_annotations=Non
     options.update({"categories": list(categories), "test_fraction": test_fraction or 0.0, "seed": seed,
                     "min_box": rules.min_box, "crop_scale": rules.crop_scale, "pad": rules.pad,
                     "size": rules.size, "format": rules.format})
-    prep = PreparedOutput(out, "coco", options, inputs)
-    if not prep.start():
-        return prep.meta
-    skipped = {c: {r: 0 for r in REASONS} for c in categories}
-    skipped_files: list[dict] = []
-    if val_annotations is None:
-        crop_split(prep, Path(annotations), Path(images), "--annotations", categories, rules,
-                   lambda image_id: "test" if in_test(image_id, test_fraction, seed) else "train",
-                   skipped, skipped_files)
-    else:
-        crop_split(prep, Path(annotations), Path(images), "--annotations", categories, rules,
-                   lambda image_id: "train", skipped, skipped_files)
-        crop_split(prep, Path(val_annotations), Path(val_images), "--val-annotations", categories, rules,
-                   lambda image_id: "test", skipped, skipped_files)
-    for c in categories:
-        if not any(r["category"] == c for r in prep.records.values()):
-            raise UserError(f"no usable '{c}' instance in {annotations} (skipped: "
-                            f"{', '.join(f'{k} {v}' for k, v in skipped[c].items() if v) or 'none found'}); "
-                            f"check --images and the rules (--min-box)")
-    return prep.finish({"A": categories[0], "B": categories[1]}, skipped, skipped_files)
+    with PreparedOutput(out, "coco", options, inputs) as prep:
+        if not prep.start():
+            return prep.meta
+        skipped = {c: {r: 0 for r in REASONS} for c in categories}
+        skipped_files: list[dict] = []
+        if val_annotations is None:
+            crop_split(prep, Path(annotations), Path(images), "--annotations", categories, rules,
+                       lambda image_id: "test" if in_test(image_id, test_fraction, seed) else "train",
+                       skipped, skipped_files)
+        else:
+            crop_split(prep, Path(annotations), Path(images), "--annotations", categories, rules,
+                       lambda image_id: "train", skipped, skipped_files)
+            crop_split(prep, Path(val_annotations), Path(val_images), "--val-annotations", categories, rules,
+                       lambda image_id: "test", skipped, skipped_files)
+        for c in categories:
+            if not any(r["category"] == c for r in prep.records.values()):
+                raise UserError(f"no usable '{c}' instance in {annotations} (skipped: "
+                                f"{', '.join(f'{k} {v}' for k, v in skipped[c].items() if v) or 'none found'}); "
+                                f"check --images and the rules (--min-box)")
+        return prep.finish({"A": categories[0], "B": categories[1]}, skipped, skipped_files)

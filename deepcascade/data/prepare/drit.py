@@ -30,7 +30,7 @@ def find_sources(src: Path) -> list[Source]:
 def prepare(src: str | Path, out: str | Path) -> dict:
     src = Path(src)
     sources = find_sources(src)
-    prep = PreparedOutput(out, "drit", {"src": str(src.resolve())}, {"--src": src})
-    if not prep.start():
-        return prep.meta
-    return copy_sources(prep, sources)
+    with PreparedOutput(out, "drit", {"src": str(src.resolve())}, {"--src": src}) as prep:
+        if not prep.start():
+            return prep.meta
+        return copy_sources(prep, sources)

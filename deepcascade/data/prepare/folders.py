@@ -22,8 +22,8 @@ def prepare(a: str | Path, b: str | Path, out: str | Path, test_fraction: float 
     if label_a == label_b:
         label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
     sources = [Source("A", label_a, a, f"--a {a}"), Source("B", label_b, b, f"--b {b}")]
-    prep = PreparedOutput(out, "folders", {"a": str(a.resolve()), "b": str(b.resolve()),
-                                           "test_fraction": test_fraction, "seed": seed}, {"--a": a, "--b": b})
-    if not prep.start():
-        return prep.meta
-    return copy_sources(prep, sources, test_fraction, seed)
+    options = {"a": str(a.resolve()), "b": str(b.resolve()), "test_fraction": test_fraction, "seed": seed}
+    with PreparedOutput(out, "folders", options, {"--a": a, "--b": b}) as prep:
+        if not prep.start():
+            return prep.meta
+        return copy_sources(prep, sources, test_fraction, seed)

@@ -20,6 +20,7 @@ written over; so is a non-empty folder that is not a ``prepare`` output, and one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import UserError
-from ...fileio import atomic_path, check_output_location, write_text
+from ...fileio import atomic_path, check_output_location, folder_lock, write_text
 
 log = logging.getLogger("deepcascade")
 
@@ -58,7 +59,17 @@ def _first_difference(old: dict, new: dict) -> str:
 
 
 class PreparedOutput:
-    """One ``prepare`` run's output folder. Use :meth:`start`, then :meth:`write` per image, then :meth:`finish`."""
+    """One ``prepare`` run's output folder::
+
+        with PreparedOutput(out, kind, options, inputs) as prep:
+            if not prep.start():
+                return prep.meta  # already complete
+            ... prep.write(...) per image ...
+            return prep.finish(...)
+
+    From its first write to the end of the ``with`` block the folder is locked
+    (:func:`deepcascade.fileio.folder_lock`), so two processes never prepare the same folder at once.
+    """
 
     def __init__(self, out: str | Path, kind: str, options: dict, inputs: dict[str, Path]):
         self.out = Path(out)
@@ -70,6 +81,13 @@ class PreparedOutput:
         self.written = 0
         self.kept = 0
         self.meta: dict | None = None
+        self._lock = contextlib.ExitStack()
+
+    def __enter__(self) -> "PreparedOutput":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.close()
 
     # ------------------------------------------------------------------------------------------------ start
     def start(self) -> bool:
@@ -98,7 +116,7 @@ class PreparedOutput:
                 return False
             self.resuming = True
             log.info("completing an interrupted preparation in %s (whole files are kept)", self.out)
-        elif self.out.is_dir() and any(self.out.iterdir()):
+        elif self.out.is_dir() and any(p.name != ".lock" for p in self.out.iterdir()):  # a killed run's lock
             raise UserError(f"--out {self.out} exists, is not empty and holds no {MARKER} (not a prepare "
                             f"output); choose a new or empty folder")
         return True
@@ -106,7 +124,7 @@ class PreparedOutput:
     def _begin(self) -> None:
         """Mark the output incomplete before its first file (a failing check before it leaves nothing)."""
         if self.meta is None or self.meta.get("complete") is not False:
-            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock.enter_context(folder_lock(self.out, "prepare output"))  # creates the folder
             self._write_marker({"complete": False})
 
     def _write_marker(self, fields: dict) -> None:

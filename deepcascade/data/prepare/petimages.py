@@ -50,8 +50,8 @@ def find_sources(src: Path) -> list[Source]:
 def prepare(src: str | Path, out: str | Path, test_fraction: float = 0.1, seed: int = 0) -> dict:
     src = Path(src)
     sources = find_sources(src)
-    prep = PreparedOutput(out, "cats-dogs", {"src": str(src.resolve()), "test_fraction": test_fraction,
-                                             "seed": seed}, {"--src": src})
-    if not prep.start():
-        return prep.meta
-    return copy_sources(prep, sources, test_fraction, seed)
+    options = {"src": str(src.resolve()), "test_fraction": test_fraction, "seed": seed}
+    with PreparedOutput(out, "cats-dogs", options, {"--src": src}) as prep:
+        if not prep.start():
+            return prep.meta
+        return copy_sources(prep, sources, test_fraction, seed)
