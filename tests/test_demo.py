@@ -32,3 +32,13 @@ def test_demo_quick(tmp_path):
             assert 0.0 <= report[d][k] <= 1.0
         assert report[d]["source_share_target"] == 0.0  # sources are cleanly the other domain
     assert (out / "summary.png").is_file()
+    # the demo evaluates its run: metrics.json, its page, and the figures on the demo's page
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    for d in ("a2b", "b2a"):
+        assert metrics[d]["images"]["fake"] == 4
+        assert metrics[d]["collapse_ratio"] is not None and metrics[d]["centre_shift"] is not None
+        assert metrics[d]["real_accuracy"] is not None
+        assert report["evaluation"][d]["collapse_ratio"] == metrics[d]["collapse_ratio"]
+    assert {nc["metric"] for nc in metrics["not_computed"]} >= {"kid", "fid"}  # no Inception weights offline
+    assert (out / "eval" / "index.html").is_file()
+    assert "eval/index.html" in html and "collapse_ratio=" in html

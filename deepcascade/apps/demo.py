@@ -151,6 +151,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
                                      + report["b2a"]["translated_share_target"]) / 2
     report["balanced_reconstruction"] = (report["a2b"]["reconstruction_share_target"]
                                          + report["b2a"]["reconstruction_share_target"]) / 2
+    report["evaluation"] = _evaluate(run_dir, out / "eval", device, translator)
     report["total_seconds"] = round(time.time() - t_start, 1)
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     notes = [f"Backbone: {said}. Image size {plan.image_size} px; cascade 5 -> 4 -> 3; trained in "
@@ -162,11 +163,27 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
                f"sources: {report[d]['source_share_target']:.0%})" for d in ("a2b", "b2a")),
              f"Both directions together: {report['balanced_translated']:.0%} of translations vs "
              f"{report['balanced_reconstruction']:.0%} of reconstructions classified as the target (50% = chance).",
-             "Per-direction pages: a2b/index.html, b2a/index.html. Training samples: run/samples/."]
+             "Per-direction pages: a2b/index.html, b2a/index.html. Training samples: run/samples/.",
+             "deepcascade evaluate (eval/index.html, eval/metrics.json; see docs/evaluation.md):",
+             *report["evaluation"]["summary"]]
     write_index(out, "deepcascade demo: zebra-like (A) <-> giraffe-like (B)", ["source", "result", "levels"],
                 rows, notes)
     _summary_png(rows, out / "summary.png")
     return report
+
+
+def _evaluate(run_dir: Path, out: Path, device: str, translator) -> dict:
+    """``deepcascade evaluate`` on the demo's run: every measure that can be computed here, printed."""
+    from ..evaluation.report import summary_lines
+    from ..evaluation.run import Options, evaluate_run
+
+    print(f"evaluating the run into {out}")
+    metrics = evaluate_run(run_dir, out, opts=Options(device=device), translator=translator)
+    lines = summary_lines(metrics)
+    for line in lines:
+        print(f"  {line}")
+    keys = ("target_share", "real_accuracy", "silhouette_target_share", "collapse_ratio", "centre_shift")
+    return {**{d: {k: metrics[d][k] for k in keys} for d in ("a2b", "b2a")}, "summary": lines}
 
 
 def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:

@@ -46,6 +46,7 @@ class Direction:
     sources: ImageSet | None = None  # the sources as the translator saw them
     pairs: list = field(default_factory=list)
     held_out_sources: ImageSet | None = None  # real held-out source-domain images (classifier check)
+    held_out_targets: ImageSet | None = None  # real held-out target-domain images (classifier check)
     nn_reference: ImageSet | None = None  # the target domain's training images
     meta: dict | None = None  # synthetic.json of the built-in synthetic data
 
@@ -256,7 +257,9 @@ def evaluate(directions: list[Direction], train_a: ImageSet | None, train_b: Ima
 
         for d in directions:
             src, tgt = DOMAINS[d.name]
-            acc = {tgt: clf.accuracy(prob(d.reals), tgt == "B")}
+            acc = {}
+            if d.held_out_targets is not None:
+                acc[tgt] = clf.accuracy(prob(d.held_out_targets), tgt == "B")
             if d.held_out_sources is not None:
                 acc[src] = clf.accuracy(prob(d.held_out_sources), src == "B")
             known = [v for v in acc.values() if v is not None]
@@ -267,7 +270,7 @@ def evaluate(directions: list[Direction], train_a: ImageSet | None, train_b: Ima
                 "kind": kind, "target_share": share, "real_accuracy": real_acc,
                 "real_accuracy_by_domain": acc, "balanced": len(known) == 2,
                 "trustworthy": real_acc is not None and real_acc >= clf.TRUST_ACCURACY,
-                "held_out_images": len(d.reals) + (len(d.held_out_sources) if d.held_out_sources else 0)}
+                "held_out_images": sum(len(x) for x in (d.held_out_targets, d.held_out_sources) if x is not None)}
         del judge
 
     # --- layout (synthetic data) ----------------------------------------------------------------------------
@@ -373,8 +376,8 @@ def evaluate_run(run: str | Path, out: str | Path, direction: str = "both", refe
         fakes = ImageSet([r["result"] for r in rows], size, f"translations {name}", out / "translations" / name)
         sources = ImageSet([Path(tests[src]) / r["name"] for r in rows], size, f"sources {name}", Path(tests[src]))
         reals = held[tgt] if reference == "test" else trains[tgt]
-        directions.append(Direction(name, fakes, reals, sources, list(range(len(rows))), held[src], trains[tgt],
-                                    find_meta(tests[src])))
+        directions.append(Direction(name, fakes, reals, sources, list(range(len(rows))), held[src], held[tgt],
+                                    trains[tgt], find_meta(tests[src])))
     protocol = {"mode": "run", "run": str(run.resolve()), "run_backbone": cfg.backbone.name,
                 "reference_split": f"{reference} split of the target domain",
                 "fakes": "the run's test split translated and written as PNG (8 bit), then read back"}
@@ -418,7 +421,7 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
     ta = ImageSet.from_folder(train_a, image_size, "training images A") if train_a else None
     tb = ImageSet.from_folder(train_b, image_size, "training images B") if train_b else None
     src, tgt = DOMAINS[direction]
-    d = Direction(direction, fakes, reals, sources, pairs, sources, {"A": ta, "B": tb}[tgt],
+    d = Direction(direction, fakes, reals, sources, pairs, sources, reals, {"A": ta, "B": tb}[tgt],
                   find_meta(source) if source else None)
     protocol = {"mode": "folders", "fake": str(Path(fake).resolve()), "real": str(Path(real).resolve()),
                 "source": str(Path(source).resolve()) if source else None,
