@@ -28,7 +28,7 @@ from .images import RESIZE, ImageSet
 from .layout import find_meta, layout_measure
 from .lpips_nn import nearest_neighbours
 from .perceptual import BackboneEmbedding, LpipsEmbedding, resolve_alexnet_weights
-from .report import nn_strip, summary_lines, write_metrics, write_page
+from .report import nn_strip, write_metrics, write_page
 
 log = logging.getLogger("deepcascade")
 
@@ -131,12 +131,46 @@ def evaluate(directions: list[Direction], train_a: ImageSet | None, train_b: Ima
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cache_dir = out / "cache" if opts.cache else None
-    device = resolve_device(opts.device)
-    plan = _Plan(opts.metrics)
-    size = directions[0].fakes.size
+    ctx = _Context(out, out / "cache" if opts.cache else None, resolve_device(opts.device), opts,
+                   _Plan(opts.metrics), {"deepcascade": __version__, "libraries": _versions()})
+    ctx.proto.update(device=str(ctx.device), image_size=directions[0].fakes.size, resize=RESIZE, **(protocol or {}))
+    inception, alexnet, alexnet_missing = _check_needs(ctx.plan, directions, train_a, train_b, opts)
+    results = {d.name: {"images": {"fake": len(d.fakes), "real": len(d.reals),
+                                   "source": len(d.sources) if d.sources is not None else 0,
+                                   "nn_reference": len(d.nn_reference) if d.nn_reference is not None else 0},
+                        "target_share": None, "real_accuracy": None, "classifier": None,
+                        "collapse_ratio": None, "collapse": None, "centre_shift": None, "layout": None,
+                        "silhouette_target_share": None, "kid": None, "fid": None, "nearest_neighbours": None}
+               for d in directions}
+    if "kid" in ctx.plan or "fid" in ctx.plan:
+        _fidelity(ctx, directions, results, inception)
+    strips = _perceptual(ctx, directions, results, alexnet) if ("nn" in ctx.plan or "collapse" in ctx.plan) else {}
+    if "classifier" in ctx.plan:
+        _classify(ctx, directions, results, train_a, train_b, run_backbone, alexnet)
+    if "layout" in ctx.plan:
+        _layout(ctx, directions, results)
+    # both directions are always keys (null when not evaluated), so scripts can read them unconditionally
+    metrics = {"format": 1, "a2b": results.get("a2b"), "b2a": results.get("b2a"),
+               "not_computed": ctx.plan.not_computed, "protocol": ctx.proto}
+    write_metrics(out, metrics)
+    write_page(out, metrics, strips, title)
+    return metrics
 
-    # --- what each measure needs, before any expensive work ---------------------------------------------
+
+@dataclass
+class _Context:
+    out: Path
+    cache_dir: Path | None
+    device: torch.device
+    opts: Options
+    plan: _Plan
+    proto: dict
+
+
+def _check_needs(plan: _Plan, directions: list[Direction], train_a, train_b, opts: Options):
+    """Resolve weights and inputs of every wanted measure before any expensive work; drop what cannot run
+    (a UserError for a measure asked for explicitly). Returns (Inception path, AlexNet path, why AlexNet is
+    missing)."""
     inception = None
     if "kid" in plan or "fid" in plan:
         try:
@@ -150,152 +184,138 @@ def evaluate(directions: list[Direction], train_a: ImageSet | None, train_b: Ima
             alexnet = resolve_alexnet_weights(opts.alexnet_weights)
         except MissingWeights as e:
             alexnet_missing = e
-            plan.drop(["nn"], str(e), e)
+            plan.drop(["nn"], str(e), e)  # the collapse ratio falls back to another distance, the classifier too
     if "classifier" in plan:
         if train_a is None or train_b is None:
             plan.drop(["classifier"], "the domain classifier needs the training images of both domains "
                                       "(--train-a and --train-b)")
         elif opts.classifier == "alexnet" and alexnet is None:
             plan.drop(["classifier"], f"--classifier alexnet: {alexnet_missing}", alexnet_missing)
-    if "nn" in plan:
-        for d in directions:
-            if d.nn_reference is None:
-                plan.drop(["nn"], f"nearest neighbours need the target domain's training images "
-                                  f"(--train-{d.target.lower()})", direction=d.name)
-    if "layout" in plan:
-        for d in directions:
-            reason = None
-            if d.meta is None:
-                reason = "the layout measure needs the built-in synthetic data (no synthetic.json beside the sources)"
-            elif int(d.meta.get("version", -1)) != _synthetic_version():
-                reason = (f"the synthetic data was written by generator version {d.meta.get('version')}, this "
-                          f"deepcascade renders version {_synthetic_version()}: regenerate it")
-            elif d.sources is None:
-                reason = "the layout measure needs the sources (--source)"
-            if reason:
-                plan.drop(["layout"], reason, direction=d.name)
+    for d in directions:
+        if "nn" in plan and d.nn_reference is None:
+            plan.drop(["nn"], f"nearest neighbours need the target domain's training images "
+                              f"(--train-{d.target.lower()})", direction=d.name)
+        if "layout" in plan and (reason := _layout_unavailable(d)):
+            plan.drop(["layout"], reason, direction=d.name)
+    return inception, alexnet, alexnet_missing
 
-    results = {d.name: {"images": {"fake": len(d.fakes), "real": len(d.reals),
-                                   "source": len(d.sources) if d.sources is not None else 0,
-                                   "nn_reference": len(d.nn_reference) if d.nn_reference is not None else 0},
-                        "target_share": None, "real_accuracy": None, "classifier": None,
-                        "collapse_ratio": None, "collapse": None, "centre_shift": None, "layout": None,
-                        "silhouette_target_share": None, "kid": None, "fid": None, "nearest_neighbours": None}
-               for d in directions}
-    proto = {"deepcascade": __version__, "libraries": _versions(), "device": str(device), "image_size": size,
-             "resize": RESIZE, **(protocol or {})}
 
-    # --- KID / FID ------------------------------------------------------------------------------------------
-    if "kid" in plan or "fid" in plan:
-        ext = FidelityFeatures(device, opts.feature_extractor, inception)
-        proto["inception"] = ext.protocol()
-        proto["kid"] = {"subsets": opts.kid_subsets, "subset_size": f"min({opts.kid_subset_size}, n_fake, n_real)",
+def _layout_unavailable(d: Direction) -> str | None:
+    if d.meta is None:
+        return "the layout measure needs the built-in synthetic data (no synthetic.json beside the sources)"
+    if int(d.meta.get("version", -1)) != _synthetic_version():
+        return (f"the synthetic data was written by generator version {d.meta.get('version')}, this deepcascade "
+                f"renders version {_synthetic_version()}: regenerate it")
+    if d.sources is None:
+        return "the layout measure needs the sources (--source)"
+    return None
+
+
+def _fidelity(ctx: _Context, directions: list[Direction], results: dict, inception) -> None:
+    """KID and FID of each direction's translations against its real target images."""
+    opts = ctx.opts
+    ext = FidelityFeatures(ctx.device, opts.feature_extractor, inception)
+    ctx.proto["inception"] = ext.protocol()
+    ctx.proto["kid"] = {"subsets": opts.kid_subsets, "subset_size": f"min({opts.kid_subset_size}, n_fake, n_real)",
                         "scale": "raw (not x100)", "kernel": "polynomial (x.y/d + 1)^3",
                         "estimator": "unbiased MMD^2", "library": "torch-fidelity kid_features_to_metric"}
-        proto["fid"] = {"spread": f"std over {opts.fid_bootstrap} bootstrap resamples",
+    ctx.proto["fid"] = {"spread": f"std over {opts.fid_bootstrap} bootstrap resamples",
                         "library": "torch-fidelity fid_statistics_to_metric"}
-        for d in directions:
-            f_fake = ext.features(d.fakes, opts.batch_size, cache_dir)
-            f_real = ext.features(d.reals, opts.batch_size, cache_dir)
-            for name, fn in (("kid", lambda: kid(f_fake, f_real, opts.kid_subsets, opts.kid_subset_size)),
-                             ("fid", lambda: fid(f_fake, f_real, opts.fid_bootstrap))):
-                if name in plan:
-                    try:
-                        results[d.name][name] = fn()
-                    except ValueError as e:
-                        plan.drop([name], str(e), direction=d.name)
-        del ext
+    for d in directions:
+        f_fake = ext.features(d.fakes, opts.batch_size, ctx.cache_dir)
+        f_real = ext.features(d.reals, opts.batch_size, ctx.cache_dir)
+        for name, fn in (("kid", lambda: kid(f_fake, f_real, opts.kid_subsets, opts.kid_subset_size)),
+                         ("fid", lambda: fid(f_fake, f_real, opts.fid_bootstrap))):
+            if name in ctx.plan:
+                try:
+                    results[d.name][name] = fn()
+                except ValueError as e:  # fewer than 2 images
+                    ctx.plan.drop([name], str(e), direction=d.name)
 
-    # --- LPIPS: nearest neighbours and collapse -------------------------------------------------------------
-    strips: dict[str, list] = {}
-    if "nn" in plan or "collapse" in plan:
-        if alexnet is not None:
-            emb = LpipsEmbedding(alexnet).to(device)
-        else:
-            from ..backbones import build_backbone
 
-            emb = BackboneEmbedding(build_backbone("efficientnet_lite0", "imagenet"), "efficientnet_lite0").to(device)
-            log.info("collapse measure: AlexNet weights missing, using %s", emb.name)
-        proto["perceptual_distance"] = emb.protocol()
-        for d in directions:
-            e_fake = emb.embed(d.fakes, opts.batch_size, cache_dir)
-            if "collapse" in plan:
-                e_real = emb.embed(d.reals, opts.batch_size, cache_dir)
-                c = collapse_ratio(e_fake, e_real)
-                c["distance"] = emb.name
-                results[d.name]["collapse"], results[d.name]["collapse_ratio"] = c, c["value"]
-            if "nn" in plan and d.nn_reference is not None and isinstance(emb, LpipsEmbedding):
-                e_ref = emb.embed(d.nn_reference, opts.batch_size, cache_dir)
-                idx, dist = nearest_neighbours(e_fake, e_ref, opts.k, device, f"nearest neighbours {d.name}")
-                results[d.name]["nearest_neighbours"] = [
-                    {"translation": d.fakes.name(i),
-                     "source": d.sources.name(d.pairs[i]) if d.sources is not None and d.pairs[i] is not None else None,
-                     "neighbours": [{"file": d.nn_reference.name(int(j)), "distance": float(dd)}
-                                    for j, dd in zip(idx[i], dist[i])]} for i in range(len(d.fakes))]
-                strips[d.name] = _write_strips(out, d, idx, dist, opts.html_rows)
-        if "nn" in plan:
-            proto["nearest_neighbours"] = {"k": opts.k, "search": "exhaustive over cached LPIPS embeddings",
+def _perceptual(ctx: _Context, directions: list[Direction], results: dict, alexnet) -> dict[str, list]:
+    """Collapse ratio and LPIPS nearest neighbours; returns the page's strips per direction."""
+    opts, strips = ctx.opts, {}
+    if alexnet is not None:
+        emb = LpipsEmbedding(alexnet).to(ctx.device)
+    else:
+        from ..backbones import build_backbone
+
+        emb = BackboneEmbedding(build_backbone("efficientnet_lite0", "imagenet"), "efficientnet_lite0").to(ctx.device)
+        log.info("collapse measure: AlexNet weights missing, using %s", emb.name)
+    ctx.proto["perceptual_distance"] = emb.protocol()
+    for d in directions:
+        e_fake = emb.embed(d.fakes, opts.batch_size, ctx.cache_dir)
+        if "collapse" in ctx.plan:
+            c = collapse_ratio(e_fake, emb.embed(d.reals, opts.batch_size, ctx.cache_dir))
+            c["distance"] = emb.name
+            results[d.name]["collapse"], results[d.name]["collapse_ratio"] = c, c["value"]
+        if "nn" in ctx.plan and d.nn_reference is not None and isinstance(emb, LpipsEmbedding):
+            e_ref = emb.embed(d.nn_reference, opts.batch_size, ctx.cache_dir)
+            idx, dist = nearest_neighbours(e_fake, e_ref, opts.k, ctx.device, f"nearest neighbours {d.name}")
+            results[d.name]["nearest_neighbours"] = [
+                {"translation": d.fakes.name(i),
+                 "source": d.sources.name(d.pairs[i]) if d.sources is not None and d.pairs[i] is not None else None,
+                 "neighbours": [{"file": d.nn_reference.name(int(j)), "distance": float(dd)}
+                                for j, dd in zip(idx[i], dist[i])]} for i in range(len(d.fakes))]
+            strips[d.name] = _write_strips(ctx.out, d, idx, dist, opts.html_rows)
+    if "nn" in ctx.plan:
+        ctx.proto["nearest_neighbours"] = {"k": opts.k, "search": "exhaustive over cached LPIPS embeddings",
                                            "reference": "the target domain's training images"}
-        del emb
+    return strips
 
-    # --- independent domain classifier ----------------------------------------------------------------------
-    if "classifier" in plan:
-        kind, why, independent = clf.choose(opts.classifier, run_backbone, alexnet is not None)
-        if not independent:
-            log.warning("domain classifier: %s", why)
-        judge = clf.DomainClassifier(kind, device, opts.batch_size, cache_dir, alexnet, opts.seed)
-        judge.fit(train_a, train_b)
-        proto["classifier"] = {**judge.protocol(), "why": why, "independent": independent,
+
+def _classify(ctx: _Context, directions: list[Direction], results: dict, train_a: ImageSet, train_b: ImageSet,
+              run_backbone: str | None, alexnet) -> None:
+    """The independent classifier's target share per direction, with its accuracy on real held-out images."""
+    kind, why, independent = clf.choose(ctx.opts.classifier, run_backbone, alexnet is not None)
+    if not independent:
+        log.warning("domain classifier: %s", why)
+    judge = clf.DomainClassifier(kind, ctx.device, ctx.opts.batch_size, ctx.cache_dir, alexnet, ctx.opts.seed)
+    judge.fit(train_a, train_b)
+    ctx.proto["classifier"] = {**judge.protocol(), "why": why, "independent": independent,
                                "trained_on": f"{len(train_a)} + {len(train_b)} training images of A and B",
                                "trust_threshold": clf.TRUST_ACCURACY}
-        probs: dict[int, np.ndarray] = {}  # id(ImageSet) -> P(B), each held-out set classified once
+    probs: dict[int, np.ndarray] = {}  # id(ImageSet) -> P(B): each held-out set is classified once
 
-        def prob(images: ImageSet) -> np.ndarray:
-            if id(images) not in probs:
-                probs[id(images)] = judge.prob_b(images)
-            return probs[id(images)]
+    def prob(images: ImageSet) -> np.ndarray:
+        if id(images) not in probs:
+            probs[id(images)] = judge.prob_b(images)
+        return probs[id(images)]
 
-        for d in directions:
-            src, tgt = DOMAINS[d.name]
-            acc = {}
-            if d.held_out_targets is not None:
-                acc[tgt] = clf.accuracy(prob(d.held_out_targets), tgt == "B")
-            if d.held_out_sources is not None:
-                acc[src] = clf.accuracy(prob(d.held_out_sources), src == "B")
-            known = [v for v in acc.values() if v is not None]
-            real_acc = float(np.mean(known)) if known else None
-            share = clf.accuracy(prob(d.fakes), tgt == "B")
-            results[d.name].update(target_share=share, real_accuracy=real_acc)
-            results[d.name]["classifier"] = {
-                "kind": kind, "target_share": share, "real_accuracy": real_acc,
-                "real_accuracy_by_domain": acc, "balanced": len(known) == 2,
-                "trustworthy": real_acc is not None and real_acc >= clf.TRUST_ACCURACY,
-                "held_out_images": sum(len(x) for x in (d.held_out_targets, d.held_out_sources) if x is not None)}
-        del judge
+    for d in directions:
+        src, tgt = DOMAINS[d.name]
+        acc = {}
+        if d.held_out_targets is not None:
+            acc[tgt] = clf.accuracy(prob(d.held_out_targets), tgt == "B")
+        if d.held_out_sources is not None:
+            acc[src] = clf.accuracy(prob(d.held_out_sources), src == "B")
+        known = [v for v in acc.values() if v is not None]
+        real_acc = float(np.mean(known)) if known else None  # balanced over the domains
+        share = clf.accuracy(prob(d.fakes), tgt == "B")
+        results[d.name].update(target_share=share, real_accuracy=real_acc)
+        results[d.name]["classifier"] = {
+            "kind": kind, "target_share": share, "real_accuracy": real_acc,
+            "real_accuracy_by_domain": acc, "balanced": len(known) == 2,
+            "trustworthy": real_acc is not None and real_acc >= clf.TRUST_ACCURACY,
+            "held_out_images": sum(len(x) for x in (d.held_out_targets, d.held_out_sources) if x is not None)}
 
-    # --- layout (synthetic data) ----------------------------------------------------------------------------
-    if "layout" in plan:
-        for d in directions:
-            if d.meta is None or d.sources is None or int(d.meta.get("version", -1)) != _synthetic_version():
-                continue
-            paired = [i for i in range(len(d.fakes)) if d.pairs[i] is not None]
-            names = [d.sources.name(d.pairs[i]) for i in paired]
-            try:
-                lay = layout_measure(names, lambda j: d.sources.pil(d.pairs[paired[j]]),
-                                     lambda j: d.fakes.pil(paired[j]), d.meta, size, d.target)
-            except ValueError as e:
-                plan.drop(["layout"], str(e), direction=d.name)
-                continue
-            results[d.name]["layout"] = lay
-            results[d.name]["centre_shift"] = lay["centre_shift"]
-            results[d.name]["silhouette_target_share"] = lay["silhouette_target_share"]
 
-    # both directions are always keys (null when not evaluated), so scripts can read them unconditionally
-    metrics = {"format": 1, "a2b": results.get("a2b"), "b2a": results.get("b2a"),
-               "not_computed": plan.not_computed, "protocol": proto}
-    write_metrics(out, metrics)
-    write_page(out, metrics, strips, title)
-    return metrics
+def _layout(ctx: _Context, directions: list[Direction], results: dict) -> None:
+    """Silhouette centre shift and silhouette target share on the built-in synthetic data."""
+    for d in directions:
+        if _layout_unavailable(d):
+            continue
+        paired = [i for i in range(len(d.fakes)) if d.pairs[i] is not None]
+        names = [d.sources.name(d.pairs[i]) for i in paired]
+        try:
+            lay = layout_measure(names, lambda j: d.sources.pil(d.pairs[paired[j]]),
+                                 lambda j: d.fakes.pil(paired[j]), d.meta, d.fakes.size, d.target)
+        except ValueError as e:  # no source name the generator wrote
+            ctx.plan.drop(["layout"], str(e), direction=d.name)
+            continue
+        results[d.name].update(layout=lay, centre_shift=lay["centre_shift"],
+                               silhouette_target_share=lay["silhouette_target_share"])
 
 
 def _synthetic_version() -> int:
@@ -429,5 +449,4 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
     return evaluate([d], ta, tb, out, opts, None, protocol, f"deepcascade evaluate: {Path(fake).name}")
 
 
-__all__ = ["METRICS", "Direction", "Options", "evaluate", "evaluate_folders", "evaluate_run", "parse_metrics",
-           "summary_lines"]
+__all__ = ["METRICS", "Direction", "Options", "evaluate", "evaluate_folders", "evaluate_run", "parse_metrics"]
