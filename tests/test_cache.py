@@ -310,3 +310,13 @@ def test_prepare_domains_errors(tmp_path, backbone):
     (tmp_path / "B" / "x.jpg").write_bytes(b"")
     with pytest.raises(UserError, match="data.domain_b.*no usable image"):
         prepare_domains(_cfg(tmp_path), tmp_path / "run", backbone, "cpu")
+
+
+def test_an_interrupted_prepare_output_is_not_trained_on(tmp_path, backbone):
+    _write_images(tmp_path / "A", 2, seed=1)
+    _write_images(tmp_path / "B", 2, seed=2)
+    (tmp_path / "prepare.json").write_text(json.dumps({"complete": False}))  # `prepare` writes it like this
+    with pytest.raises(UserError, match="not completely prepared"):
+        prepare_domains(_cfg(tmp_path), tmp_path / "run", backbone, "cpu")
+    (tmp_path / "prepare.json").write_text(json.dumps({"complete": True}))
+    prepare_domains(_cfg(tmp_path), tmp_path / "run", backbone, "cpu")

@@ -5,6 +5,7 @@ domain."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,12 +33,24 @@ def pipeline_levels(cfg, levels: Iterable[int] | None = None) -> list[int]:
     return sorted(set(int(l) for l in levels) | set(int(l) for l in cfg.cache.levels))
 
 
+def _json_field(path: Path, key: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _scan_domain(folder: str, field: str) -> list[Path]:
     if not folder:
         raise UserError(f"config field '{field}' is empty: set it to a folder of images (or set data.root to a "
                         f"folder with trainA/ and trainB/)")
     if not Path(folder).exists():
         raise UserError(f"config field '{field}': folder not found: {folder}")
+    for marker in (Path(folder) / "prepare.json", Path(folder).parent / "prepare.json"):
+        # `deepcascade prepare` marks its output complete last: an interrupted one must not be trained on
+        if marker.is_file() and _json_field(marker, "complete") is False:
+            raise UserError(f"config field '{field}': {marker} says the data set was not completely prepared "
+                            f"(interrupted?); run the same `deepcascade prepare` command again to finish it")
     return scan_images(folder, f"config field '{field}'").good
 
 
