@@ -13,9 +13,25 @@ from PIL import Image
 def test_demo_quick(tmp_path):
     out = tmp_path / "demo out"
     env = {**os.environ, "DEEPCASCADE_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")}  # no VGG weights
-    r = subprocess.run([sys.executable, "-m", "deepcascade", "demo", "--quick", "--out", str(out)],
-                       capture_output=True, text=True, env=env)
+    env.pop("DEEPCASCADE_PROGRESS_EVERY", None)
+    log = tmp_path / "demo.log"  # stdout and stderr to a file, as with nohup or a batch job
+    with open(log, "w") as f:
+        rc = subprocess.run([sys.executable, "-m", "deepcascade", "demo", "--quick", "--out", str(out)],
+                            stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    text = log.read_text()
+    r = subprocess.CompletedProcess([], rc, text, text)
     assert r.returncode == 0, r.stderr[-3000:]
+    # progress for files: no carriage-return frames, no escape codes, a few lines per stage
+    assert "\r" not in text and "\x1b" not in text
+    stages = re.findall(r"^stage (\w+): training steps.*?^stage \1: finished", text, re.S | re.M)
+    assert len(stages) == 6, text
+    for block in re.findall(r"^stage \w+: training steps.*?^stage \w+: finished", text, re.S | re.M):
+        lines = block.splitlines()
+        status = [l for l in lines if re.match(r"^\w+: \d+/\d+ it ", l)]
+        elapsed = [int(m[1]) * 60 + int(m[2]) for l in status if (m := re.search(r"(\d+):(\d\d) elapsed", l))]
+        # one status line per 30 s (the default) and a last one; besides them, the stage's own log lines
+        assert len(status) <= (max(elapsed) // 30 + 1 if elapsed else 0), block
+        assert len(lines) - len(status) <= 4, block
     assert "EfficientNet-Lite0" in r.stdout  # says which backbone it used
     assert "index.html" in r.stdout
     html = (out / "index.html").read_text()

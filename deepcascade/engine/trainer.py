@@ -1,7 +1,7 @@
 """The training loop every stage runs through.
 
 A :class:`Stage` is data -> networks -> losses -> optimizer steps. :func:`train_stage` drives it and owns
-what is common: resume, full-state checkpoints, log line and ``stats.jsonl``, tqdm progress, fixed-seed
+what is common: resume, full-state checkpoints, log line and ``stats.jsonl``, progress (deepcascade/progress.py), fixed-seed
 sample grids, SIGINT/SIGTERM, non-finite losses, devices, autocast precision, grad scalers and the
 gradient all-reduce of distributed runs.
 """
@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from ..progress import progress
 
 from ..errors import Interrupted, NonFiniteLoss, TrainingStopped, UserError
 from . import checkpoint as ckpt_io
@@ -194,7 +194,7 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
              stage.steps, stage.batch_size, distributed.world_size(), device, eng.precision)
     config = cfg.to_dict()
     window = {"n": 0, "wait": 0.0, "total": 0.0, "losses": {}}
-    bar = tqdm(total=stage.steps, initial=start, desc=stage.name, disable=not main, dynamic_ncols=True,
+    bar = progress(total=stage.steps, initial=start, desc=stage.name, disable=not main, dynamic_ncols=True,
                leave=False)
     last_ckpt = None
     try:

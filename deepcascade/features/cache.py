@@ -235,7 +235,7 @@ class FeatureCache:
     def _build(cls, directory: Path, spec: FeatureSpec, files: list[Path], meta: dict, *, batch_size: int,
                stats: dict[int, RunningStats] | None, progress: bool, workers: int) -> "FeatureCache":
         from numpy.lib.format import open_memmap
-        from tqdm import tqdm
+        from ..progress import progress
 
         directory.mkdir(parents=True, exist_ok=True)
         # An interrupted build must never look complete: the old meta goes first, the new one is written last.
@@ -262,7 +262,7 @@ class FeatureCache:
         compute = sorted(set(levels) | set(stats or {}))
         overflow = 0
         t0 = time.time()
-        bar = tqdm(total=n, desc=f"caching {directory.name}", unit="img", disable=not progress, leave=False)
+        bar = progress(total=n, desc=f"caching {directory.name}", unit="img", disable=not progress, leave=False)
         try:
             for i0, sq in iter_squares(files, L, batch_size, workers):
                 b = sq.shape[0]
@@ -301,11 +301,11 @@ class FeatureCache:
                          progress: bool = False) -> None:
         """Update ``stats`` with fp32 backbone features of every cached crop (both mirrors), recomputed from the
         stored squares (the same numbers the building pass gave, including levels that are not stored)."""
-        from tqdm import tqdm
+        from ..progress import progress
 
         spec.backbone.to(spec.device)
         levels = sorted(stats)
-        for i0 in tqdm(range(0, len(self), batch_size), desc=f"statistics {self.directory.name}",
+        for i0 in progress(range(0, len(self), batch_size), desc=f"statistics {self.directory.name}",
                        disable=not progress, leave=False):
             feats = crop_features(spec, np.array(self._images[i0:i0 + batch_size]),
                                    self.offsets[i0:i0 + batch_size], levels)

@@ -82,7 +82,7 @@ def _load(path: Path, size: int):
 def export_features(images_dir: Path, out: Path, backbone, levels: list[int], image_size: int, batch_size: int,
                     device: torch.device, weights: str) -> dict:
     """Write the features of every readable image below ``images_dir`` to ``out``; returns a summary."""
-    from tqdm import tqdm
+    from ..progress import progress
 
     from ..data.images import scan_images
     from .extract import backbone_identity, extract
@@ -112,7 +112,7 @@ def export_features(images_dir: Path, out: Path, backbone, levels: list[int], im
     with atomic_path(out) as tmp:  # streamed to a temporary file, renamed into place when complete
         writer = SafetensorsStreamWriter(tmp, entries, metadata)
         try:
-            with ThreadPoolExecutor(2) as pool, tqdm(total=len(report.good), unit="img", leave=False,
+            with ThreadPoolExecutor(2) as pool, progress(total=len(report.good), unit="img", leave=False,
                                                      desc="features") as bar:
                 files = report.good
                 for i0 in range(0, len(files), batch_size):

@@ -75,11 +75,11 @@ def _stats_from_files(spec: FeatureSpec, files: list[Path], stats: dict[int, Run
                       workers: int) -> None:
     """Accumulate statistics over the training crops (both mirrors) of one domain's files, the crops a cache
     would hold (used when the cache is disabled, so that the statistics do not depend on it)."""
-    from tqdm import tqdm
+    from ..progress import progress
 
     levels = sorted(stats)
     offsets = crop_offsets(len(files), spec.load_size, spec.image_size, spec.n_crops)
-    with tqdm(total=len(files), desc="statistics", unit="img", leave=False) as bar:
+    with progress(total=len(files), desc="statistics", unit="img", leave=False) as bar:
         for i0, sq in iter_squares(files, spec.load_size, batch_size, workers):
             feats = crop_features(spec, sq.numpy(), offsets[i0:i0 + sq.shape[0]], levels)
             for l in levels:

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from ..progress import progress
 
 from ..data.images import IMAGE_EXTENSIONS, list_images, list_other_files, load_image
 from ..data.transforms import to_pil
@@ -89,7 +89,7 @@ def _translate(run_dir, input_path, files, planned, kept, root, out_dir, directi
             for p in kept]
     files = [p for p in files if p not in kept_set]
     written = 0
-    bar = tqdm(total=len(files), desc=f"translate {direction}", unit="img", dynamic_ncols=True)
+    bar = progress(total=len(files), desc=f"translate {direction}", unit="img", dynamic_ncols=True)
     for i in range(0, len(files), batch_size):
         batch, names = [], []
         for p in files[i: i + batch_size]:

@@ -150,9 +150,9 @@ def _open(path: Path) -> Image.Image:
 
 
 def _progress(total: int, desc: str):
-    from tqdm import tqdm
+    from ...progress import progress
 
-    return tqdm(total=total, desc=desc, unit="img", disable=None, leave=False)
+    return progress(total=total, desc=desc, unit="img", disable=None, leave=False)
 
 
 def crop_split(prep: PreparedOutput, annotations: Path, images_dir: Path, flag: str, categories: list[str],

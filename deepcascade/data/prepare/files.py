@@ -29,9 +29,9 @@ class Source:
 
 
 def _progress(total: int, desc: str):
-    from tqdm import tqdm
+    from ...progress import progress
 
-    return tqdm(total=total, desc=desc, unit="img", disable=None, leave=False)
+    return progress(total=total, desc=desc, unit="img", disable=None, leave=False)
 
 
 def scan(source: Source) -> tuple[list[Path], list[dict]]:
