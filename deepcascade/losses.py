@@ -29,9 +29,15 @@ def gradient_penalty(
     critic. The critic must treat samples independently (no batch norm), since the gradient of the summed
     scores is used as each sample's gradient.
 
-    With an enabled ``GradScaler`` (fp16 AMP) the PyTorch AMP "gradient penalty" recipe is followed: the
-    gradient of ``scaler.scale(scores)`` is taken, so small fp16 gradients do not underflow, and then divided
-    by ``scaler.get_scale()``. The norm is computed in float32. Returns a scalar tensor (lambda not applied).
+    With an enabled ``GradScaler`` (fp16 AMP) the critic is evaluated on the interpolates in float32, outside
+    autocast, and the scale is not used. PyTorch's AMP "gradient penalty" recipe (the gradient of
+    ``scaler.scale(scores)`` under fp16 autocast, divided by the scale afterwards) protects small gradients from
+    underflow but lets large ones overflow: once the scaler reaches 2^16 (its initial value, and where it
+    regrows every 2000 clean steps) the scaled per-sample gradient passes fp16's largest value (65504) and the
+    penalty is NaN, which ends a long run. In float32 neither happens at any scale; the penalty's double
+    backward then runs in float32 too (the rest of the critic loss stays fp16). With bf16 (no scaler) the
+    penalty runs under the caller's autocast, bf16 having float32's range. The norm is always computed in
+    float32. Returns a scalar tensor (lambda not applied).
     """
     real, fake = real.detach(), fake.detach()
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
@@ -40,15 +46,13 @@ def gradient_penalty(
     else:
         eps = torch.rand(shape, device=real.device, dtype=real.dtype)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    scores = critic(x_hat).sum()
-    use_scaler = scaler is not None and scaler.is_enabled()
-    if use_scaler:
-        scores = scaler.scale(scores)
-    (grad,) = torch.autograd.grad(scores, x_hat, create_graph=True)
-    grad = grad.float()
-    if use_scaler:
-        grad = grad / scaler.get_scale()
-    norm = grad.flatten(1).norm(2, dim=1)
+    if scaler is not None and scaler.is_enabled():  # fp16: float32, outside autocast (see above)
+        with torch.autocast(x_hat.device.type, enabled=False):
+            x32 = x_hat.float()
+            (grad,) = torch.autograd.grad(critic(x32).float().sum(), x_hat, create_graph=True)
+    else:
+        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    norm = grad.float().flatten(1).norm(2, dim=1)
     return ((norm - 1) ** 2).mean()
 
 
