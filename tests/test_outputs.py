@@ -7,6 +7,7 @@ or completed run the inputs' checksums are unchanged.
 """
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -306,3 +307,46 @@ def test_folder_lock_is_exclusive_and_cleaned_up(tmp_path):
     assert not lock.exists()
     with folder_lock(tmp_path / "o", "output folder"):  # free again
         pass
+
+
+# ------------------------------------------------------------------------------------------------- evaluate
+def test_evaluate_refuses_an_out_overlapping_an_input(tiny_run, tmp_path, dc):
+    root, _, run = tiny_run
+    data = root / "data"
+    before = {**checksums(data), **checksums(run / "models")}
+    folder_args = ["--fake", data / "testA", "--real", data / "testB", "--source", data / "testA"]
+    for out, words in ((data / "testA", ["is the input --fake"]),
+                       (data / "testA" / "report", ["lies inside the input --fake"]),
+                       (data, ["contains the input --fake"])):
+        r = dc("evaluate", *folder_args, "--out", out)
+        assert_refused(r, f"--out {out}", *words)
+    for out, words in ((run, ["contains the input --run (config.yaml)"]),
+                       (run / "models", ["is the input --run (models/)"]),
+                       (data / "testB" / "eval", ["lies inside the input data.test_b"])):
+        r = dc("evaluate", "--run", run, "--out", out, "--overwrite")
+        assert_refused(r, f"--out {out}", *words)
+    assert {**checksums(data), **checksums(run / "models")} == before
+    assert not (data / "testA" / "metrics.json").exists() and not (run / "index.html").exists()
+
+
+def test_evaluate_keeps_a_foreign_report_and_rewrites_its_own(tiny_run, tmp_path, dc):
+    root, _, run = tiny_run
+    data = root / "data"
+    before = checksums(data)
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"mine": 1}')
+    args = ["evaluate", "--fake", data / "testA", "--real", data / "testB", "--source", data / "testA",
+            "--metrics", "layout", "--out", out]
+    r = dc(*args)
+    assert_refused(r, out / "metrics.json", "not written by deepcascade evaluate", "--overwrite")
+    assert (out / "metrics.json").read_text() == '{"mine": 1}'
+    r = dc(*args, "--overwrite")
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["a2b"]["layout"] is not None
+    r = dc(*args)  # its own report: rewritten without --overwrite
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert checksums(data) == before
+    with folder_lock(out, "output folder"):  # another process writing the folder
+        assert_refused(dc(*args), f"output folder {out} is in use")

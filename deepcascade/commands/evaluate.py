@@ -3,6 +3,12 @@
 Writes ``OUT/metrics.json`` (the contract scripts read; see the README) and ``OUT/index.html``, and prints every
 figure that could be computed. Measures whose weights are missing are listed as not computed; naming them in
 ``--metrics`` makes that an error (exit 2).
+
+``--out`` never lies in, is, or holds an input (the run's models, statistics and feature cache, its data folders,
+--fake/--real/--source/--train-*; exit 2 naming both): the report's pictures would otherwise become images of a
+later evaluation. The report's own files are
+rewritten on every evaluation; a ``metrics.json`` or ``index.html`` that deepcascade did not write is replaced
+only with ``--overwrite``. One process at a time writes an output folder (``OUT/.lock``).
 """
 
 from __future__ import annotations
@@ -54,6 +60,57 @@ def add_arguments(p):
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="with --run: precision of the translations scored; " + PRECISION_HELP.split(": ", 1)[1]
                         + " (the measures themselves always run in fp32)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a metrics.json / index.html in --out that deepcascade did not write (never an "
+                        "input file)")
+
+
+REPORT_FILES = ("metrics.json", "index.html")
+
+
+def _run_inputs(run: Path) -> dict:
+    """What ``evaluate --run`` reads: the run's models and statistics, its feature cache, its data folders."""
+    from ..engine.run import RunDir
+
+    rd = RunDir(run)
+    inputs = {"--run (config.yaml)": rd.config_file, "--run (models/)": rd.models,
+              "--run (normalization)": rd.normalization_file, "--run (feature cache)": rd.cache_dir}
+    cfg = rd.stored_config()
+    if cfg is not None:
+        d = cfg.data
+        inputs.update({"data.test_a": d.test_a or None, "data.test_b": d.test_b or None,
+                       "data.domain_a": d.domain_a or None, "data.domain_b": d.domain_b or None})
+    return inputs
+
+
+def _ours(path: Path) -> bool:
+    """True for a report file an earlier ``deepcascade evaluate`` wrote (so it may be rewritten)."""
+    import json
+
+    from ..outputs.html import GENERATOR_MARK
+
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".html":
+            return GENERATOR_MARK in text[:4096]
+        data = json.loads(text)
+        return isinstance(data, dict) and "format" in data and "protocol" in data
+    except (OSError, ValueError):
+        return False
+
+
+def claim_output(out: Path, inputs: dict, overwrite: bool):
+    """Refuse an ``--out`` where the report would replace an input or a file deepcascade did not write; return
+    the folder lock to hold while writing."""
+    from ..errors import UserError
+    from ..fileio import check_output_location, folder_lock
+
+    check_output_location(out, inputs, None)  # any overlap: a report inside an image folder pollutes it
+    foreign = [out / f for f in REPORT_FILES if (out / f).exists() and not _ours(out / f)]
+    if foreign and not overwrite:
+        raise UserError(f"{foreign[0]} exists and was not written by deepcascade evaluate; pass --overwrite to "
+                        f"replace it, or choose another --out")
+    return folder_lock(out, "output folder")
 
 
 def run(args) -> int:
@@ -77,7 +134,8 @@ def run(args) -> int:
         if not Path(args.run).is_dir():
             raise UserError(f"--run {args.run} is not a folder")
         out = Path(args.out or Path(args.run) / "eval")
-        metrics = evaluate_run(args.run, out, args.direction or "both", args.reference, opts)
+        with claim_output(out, _run_inputs(Path(args.run)), args.overwrite):
+            metrics = evaluate_run(args.run, out, args.direction or "both", args.reference, opts)
     else:
         if not args.real:
             raise UserError("--fake needs --real DIR (real images of the target domain)")
@@ -86,8 +144,11 @@ def run(args) -> int:
         if args.image_size is not None and args.image_size < 16:
             raise UserError(f"--image-size must be >= 16, got {args.image_size}")
         out = Path(args.out or "eval_out")
-        metrics = evaluate_folders(args.fake, args.real, out, args.source, args.direction or "a2b",
-                                   args.train_a, args.train_b, args.image_size, opts)
+        inputs = {"--fake": args.fake, "--real": args.real, "--source": args.source, "--train-a": args.train_a,
+                  "--train-b": args.train_b}
+        with claim_output(out, inputs, args.overwrite):
+            metrics = evaluate_folders(args.fake, args.real, out, args.source, args.direction or "a2b",
+                                       args.train_a, args.train_b, args.image_size, opts)
     for line in summary_lines(metrics):
         print(line)
     print(f"wrote {out / 'metrics.json'}; open {out / 'index.html'}")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from ..progress import progress
 
 from ..fileio import atomic_path, safe_torch_load
 from .cache import cached_rows, key_hash
@@ -218,7 +218,7 @@ def train_cnn(pix_a: np.ndarray, pix_b: np.ndarray, device, seed: int = 0, batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     half = max(1, batch_size // 2)
     net.train()
-    for _ in tqdm(range(steps), desc="domain classifier (CNN from scratch)", unit="step", leave=False,
+    for _ in progress(range(steps), desc="domain classifier (CNN from scratch)", unit="step", leave=False,
                   dynamic_ncols=True):
         ia = torch.randint(0, len(pix_a), (half,), generator=gen).sort().values.numpy()
         ib = torch.randint(0, len(pix_b), (half,), generator=gen).sort().values.numpy()

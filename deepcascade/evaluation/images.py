@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress
 
 from ..data.images import load_image, scan_images
 from ..data.transforms import center_crop, resize_shorter
@@ -86,7 +86,7 @@ class ImageSet(torch.utils.data.Dataset):
             workers = 0 if len(self) < 64 else 2
         loader = torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=False, num_workers=workers)
         start = 0
-        with tqdm(total=len(self), desc=desc or self.what, unit="img", dynamic_ncols=True, leave=False) as bar:
+        with progress(total=len(self), desc=desc or self.what, unit="img", dynamic_ncols=True, leave=False) as bar:
             for batch in loader:
                 yield start, batch
                 start += batch.shape[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress
 
 MARGIN = 8
 CHUNK_BYTES = 256 << 20  # float32 bytes of embeddings held per chunk
@@ -43,7 +43,7 @@ def nearest_neighbours(queries: np.ndarray, refs: np.ndarray, k: int = 3, device
     device = torch.device(device)
     best_d = torch.full((nq, 0), float("inf"))
     best_i = torch.zeros((nq, 0), dtype=torch.long)
-    with tqdm(total=nr, desc=desc, unit="img", leave=False, dynamic_ncols=True) as bar:
+    with progress(total=nr, desc=desc, unit="img", leave=False, dynamic_ncols=True) as bar:
         for r0 in range(0, nr, step):
             r = torch.from_numpy(np.array(refs[r0: r0 + step], dtype=np.float32)).to(device)
             r2 = (r * r).sum(1)

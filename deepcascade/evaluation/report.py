@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..fileio import write_text
 from ..outputs.grids import save_image_atomic
+from ..outputs.html import GENERATOR_MARK
 
 FORMAT = 1  # metrics.json format version; bump on an incompatible change of the contract
 
@@ -111,7 +112,7 @@ def write_page(out: Path, metrics: dict, strips: dict[str, list[dict]], title: s
     ``neighbours`` [(file, distance)])."""
     out = Path(out)
     dirs = [d for d in ("a2b", "b2a") if metrics.get(d) is not None]
-    p = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+    p = [f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR_MARK}<title>{html.escape(title)}</title>",
          f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
          "<table><tr><th>measure</th>" + "".join(f"<th>{d}</th>" for d in dirs) + "</tr>"]
     for label, key, pct in ROWS:
