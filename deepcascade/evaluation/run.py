@@ -400,7 +400,8 @@ def evaluate_run(run: str | Path, out: str | Path, direction: str = "both", refe
                                     trains[tgt], find_meta(tests[src])))
     protocol = {"mode": "run", "run": str(run.resolve()), "run_backbone": cfg.backbone.name,
                 "reference_split": f"{reference} split of the target domain",
-                "fakes": "the run's test split translated and written as PNG (8 bit), then read back"}
+                "fakes": "the run's test split translated and written as PNG (8 bit), then read back",
+                "translation_precision": getattr(translator, "precision", "fp32")}
     return evaluate(directions, train_a, train_b, out, opts, cfg.backbone.name, protocol,
                     f"deepcascade evaluate: {run.name}")
 
