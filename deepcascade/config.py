@@ -38,7 +38,8 @@ class DataConfig:
     test_a: str = _f("", "folder of domain A test images (optional)")
     test_b: str = _f("", "folder of domain B test images (optional)")
     image_size: int = _f(224, "training/inference crop size in pixels; a multiple of the backbone's deepest "
-                               "stride (16 for vgg19, 32 for efficientnet_lite0)", min=16)
+                               "stride (16 for vgg19 and alexnet (at least 32), 32 for efficientnet_lite0)",
+                         min=16)
     load_size: int = _f(256, "shorter image side is resized to this before cropping; >= image_size, same "
                              "multiple", min=16)
     workers: int = _f(2, "data-loading worker processes (0 = load in the main process)", min=0)

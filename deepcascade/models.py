@@ -42,9 +42,10 @@ def build(kind: str, **args) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------- for training
 # The stages call these with widths from their config sections; loading never does (see load_snapshot).
-def inversion_nets(channels: int, stride: int, adversarial: bool = True) -> dict[str, nn.Module]:
-    """I_l for a level of ``channels`` at ``stride``, plus its PatchGAN discriminator when ``adversarial``."""
-    nets = {"I": build("InversionNet", in_channels=channels, stride=stride)}
+def inversion_nets(channels: int, stride: int, adversarial: bool = True, trim: int = 0) -> dict[str, nn.Module]:
+    """I_l for a level of ``channels`` at ``stride`` (``trim``: its side is image/stride - trim), plus its
+    PatchGAN discriminator when ``adversarial``."""
+    nets = {"I": build("InversionNet", in_channels=channels, stride=stride, trim=trim)}
     if adversarial:
         nets["D"] = build("PatchDiscriminator")
     return nets
@@ -62,21 +63,37 @@ def deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int =
     return nets
 
 
+def level_side(backbone, level: int, image_size: int) -> int:
+    """Side of ``level`` for ``image_size`` images: the backbone spec's rule (AlexNet's levels are
+    image/stride - 1), or image/stride for an object that only states strides."""
+    spec = getattr(backbone, "spec", None)
+    return spec.feature_size(level, image_size) if spec is not None else image_size // backbone.strides[level]
+
+
 def level_nets(backbone, level: int, image_size: int, critic_width: int | None = None,
                predictor_width: int = 512) -> dict[str, nn.Module]:
     """T^l and M^l for both directions (Tables 2-3), and the critics D_A, D_B when ``critic_width`` is given.
 
-    ``backbone`` is anything with ``channels`` and ``strides`` per level; ``predictor_width`` is the channels
-    of M^l's convs (512 in Table 2).
+    ``backbone`` is anything with ``channels`` and ``strides`` per level (and a ``spec`` where sides are not
+    image/stride); ``predictor_width`` is the channels of M^l's convs (512 in Table 2). T^l's ``scale`` is
+    the ratio of the two levels' strides (1 where they share a resolution, docs/method.md section 4) and its
+    ``output_padding`` whatever else the level's side needs (AlexNet: 2s + 1).
     """
     c_in, c_out, stride = backbone.channels[level + 1], backbone.channels[level], backbone.strides[level]
+    scale = backbone.strides[level + 1] // stride
+    s_in, s_out = level_side(backbone, level + 1, image_size), level_side(backbone, level, image_size)
+    extra = s_out - scale * s_in
+    if scale not in (1, 2) or backbone.strides[level + 1] % stride or not 0 <= extra < scale:
+        raise ValueError(f"no cascade translator maps level {level + 1} ({s_in} px, stride "
+                         f"{backbone.strides[level + 1]}) to level {level} ({s_out} px, stride {stride})")
     nets = {}
     for d in ("AB", "BA"):
-        t = nets[f"T_{d}"] = build("CascadeTranslator", in_channels=c_in, out_channels=c_out)
+        t = nets[f"T_{d}"] = build("CascadeTranslator", in_channels=c_in, out_channels=c_out, scale=scale,
+                                   output_padding=extra)
         nets[f"M_{d}"] = build("AdaINPredictor", in_channels=c_out, n_params=t.n_adain_params,
                                n_convs=predictor_convs(level, stride), width=predictor_width)
     if critic_width is not None:
-        nets.update({f"D_{d}": build("FeatureCritic", in_channels=c_out, in_size=image_size // stride,
+        nets.update({f"D_{d}": build("FeatureCritic", in_channels=c_out, in_size=s_out,
                                      width=critic_width) for d in ("A", "B")})
     return nets
 

@@ -3,8 +3,8 @@
 A backbone maps RGB images in [0, 1] (N, 3, H, W) to a feature pyramid of five levels, 1 (shallowest) to
 5 (deepest). Everything downstream (normalization, cache, inversion networks, translators, critics) reads
 only ``channels``, ``strides`` (from the backbone's :class:`~deepcascade.backbones.specs.BackboneSpec`) and
-``forward``, so new backbones (AlexNet, a fine-tuned VGG-19,
-EfficientNet-Lite0) are added as further entries of the registry in ``backbones/__init__.py``.
+``forward``, so new backbones (VGG-19, EfficientNet-Lite0, AlexNet; a fine-tuned VGG-19 is VGG-19 with
+another weights file) are added as further entries of the registry in ``backbones/__init__.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Backbone(nn.Module, abc.ABC):
         self.name = self.spec.name
         #: channels of each level, e.g. {1: 64, 2: 128, 3: 256, 4: 512, 5: 512} (depends on ``relu``)
         self.channels: dict[int, int] = self.spec.channels(relu)
-        #: downsampling factor of each level relative to the input image
+        #: downsampling factor of each level relative to the input image (sizes: ``spec.feature_size``)
         self.strides: dict[int, int] = self.spec.strides
         self.weights_file: str | None = None  # path of the loaded weights, None for random
         self.weights_sha256: str | None = None  # SHA-256 of that file
@@ -54,7 +54,8 @@ class Backbone(nn.Module, abc.ABC):
         return {l: s.name for l, s in self.spec.levels.items()}
 
     def feature_shape(self, level: int, image_size: int) -> tuple[int, int, int]:
-        s = image_size // self.strides[level]
+        """(C, h, w) of level ``level`` for square images of side ``image_size`` (on the spec's grid)."""
+        s = self.spec.feature_size(level, image_size)
         return (self.channels[level], s, s)
 
     def forward(self, images: torch.Tensor, levels=LEVELS) -> dict[int, torch.Tensor]:

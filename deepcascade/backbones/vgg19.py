@@ -12,7 +12,7 @@ from torchvision.models.vgg import cfgs, make_layers
 from ..errors import UserError
 from .base import Backbone
 from .specs import SPECS
-from .weights import load_state_dict_file, resolve_pretrained
+from .weights import load_state_dict_file, load_torchvision_features, resolve_pretrained
 
 # torchvision ``vgg19().features`` index of conv_i_1; the ReLU follows at index + 1.
 CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}
@@ -57,20 +57,7 @@ class VGG19Pyramid(Backbone):
 
     def load_weights(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load a torchvision-format state dict: full-model keys ``features.N.weight`` or ``N.weight``."""
-        feats = {}
-        for k, v in state_dict.items():
-            key = k[len("features."):] if k.startswith("features.") else k
-            if k.startswith("classifier.") or k.startswith("avgpool"):
-                continue
-            idx = key.split(".")[0]
-            if idx.isdigit() and int(idx) < len(self.features):
-                feats[key] = v
-        expected = set(self.features.state_dict().keys())
-        missing = expected - set(feats)
-        if missing:
-            raise KeyError(f"{source}: not a VGG-19 state dict; missing {sorted(missing)[:4]} "
-                           f"(expected torchvision keys 'features.N.weight' or 'N.weight')")
-        self.features.load_state_dict({k: feats[k] for k in expected}, strict=True)
+        load_torchvision_features(self.features, state_dict, source, "VGG-19")
 
 
 def create(relu: bool) -> VGG19Pyramid:

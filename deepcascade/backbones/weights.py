@@ -89,3 +89,28 @@ def load_state_dict_file(path: str | Path) -> dict:
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(f"weights file {path} does not hold a state dict of tensors")
     return sd
+
+
+def load_torchvision_features(features: torch.nn.Module, state_dict: dict, source: str, what: str) -> None:
+    """Load the ``features`` part of a torchvision classifier's state dict into ``features``.
+
+    Keys may be full-model ones (``features.N.weight``, as in torchvision's files and ``deepcascade finetune``'s
+    output) or bare ``N.weight``; the classifier and pooling keys are ignored, and layers beyond the ones
+    ``features`` holds (e.g. VGG-19's conv_5_2..conv_5_4 when the pyramid stops at conv_5_1) too. Raises
+    KeyError naming ``what`` when a layer is missing, RuntimeError when a shape does not fit.
+    """
+    n_layers = len(features)
+    feats = {}
+    for k, v in state_dict.items():
+        if k.startswith(("classifier.", "avgpool")):
+            continue
+        key = k[len("features."):] if k.startswith("features.") else k
+        idx = key.split(".")[0]
+        if idx.isdigit() and int(idx) < n_layers:
+            feats[key] = v
+    expected = set(features.state_dict().keys())
+    missing = expected - set(feats)
+    if missing:
+        raise KeyError(f"{source}: not a {what} state dict; missing {sorted(missing)[:4]} "
+                       f"(expected torchvision keys 'features.N.weight' or 'N.weight')")
+    features.load_state_dict({k: feats[k] for k in expected}, strict=True)

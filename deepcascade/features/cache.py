@@ -7,7 +7,8 @@ Layout of a cache folder::
                                                   the geometry of ``data.transforms.load_transform``)
     offsets.npy  int32   (n, K, 2)                the (oy, ox) pixel offsets of each image's K training crops
     level<l>.npy float16 (n, K, 2, C_l, h_l, h_l) backbone features of crop k ([:, k, 0]) and of its mirror
-                                                  ([:, k, 1]); h_l = image_size // stride_l
+                                                  ([:, k, 1]); h_l = image_size // stride_l - trim_l
+                                                  (``BackboneSpec.feature_size``; trim 1 for AlexNet)
 
 Every cached feature is exactly the backbone's output on a real ``image_size`` crop (float16 storage adds a
 relative error of about 2e-4): the training crops are fixed per image, K of them (``cache.crops``; crop 0 is the
@@ -132,8 +133,7 @@ class FeatureCache:
                 "crop_rule": CROP_RULE, "levels": levels,
                 "channels": {str(l): int(backbone.channels[l]) for l in levels},
                 "strides": {str(l): int(backbone.strides[l]) for l in levels},
-                "shapes": {str(l): [len(files), k, 2, int(backbone.channels[l]), image_size // backbone.strides[l],
-                                    image_size // backbone.strides[l]] for l in levels},
+                "shapes": {str(l): [len(files), k, 2, *backbone.feature_shape(l, image_size)] for l in levels},
                 "files_hash": file_list_hash(files), "n_images": len(files),
                 "package_version": __version__}
         return meta
@@ -328,8 +328,8 @@ class FeatureCache:
              levels: Iterable[int] | None = None, *, dtype: torch.dtype = torch.float32, image: bool = True) -> dict:
         """Cached training crops, as CPU tensors.
 
-        Returns ``{level: (N, C_l, image_size/s_l, image_size/s_l)}`` in ``dtype`` (float32 by default; pass
-        torch.float16 to move half the bytes and convert on the device) and, when ``image``, ``'image'``:
+        Returns ``{level: (N, C_l, h_l, h_l)}`` (h_l: ``BackboneSpec.feature_size``) in ``dtype`` (float32 by
+        default; pass torch.float16 to move half the bytes and convert on the device) and, when ``image``, ``'image'``:
         float32 (N, 3, image_size, image_size) in [0, 1]. Entry j is image ``indices[j]``, its crop at pixel
         offset ``offsets[j] = (oy, ox)`` (one of :attr:`offsets`) of the square, mirrored when ``flips[j]``.
         """
@@ -401,7 +401,7 @@ def crop_consistency(backbone, images: torch.Tensor, levels: Iterable[int] = LEV
         fc = extract(backbone, images[..., oy:oy + S, ox:ox + S], levels, precision)
         for l in levels:
             s = backbone.strides[l]
-            h = S // s
+            h = backbone.spec.feature_size(l, S)
             a = full[l][..., oy // s: oy // s + h, ox // s: ox // s + h].double()
             b = fc[l].double()
             if margin:

@@ -66,15 +66,16 @@ class Translator:
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor, direction: str = "a2b", final_level: int | None = None,
                          return_levels: bool = False):
-        """(N, 3, H, W) in [0, 1], H and W multiples of the backbone's deepest stride -> translated, same shape.
+        """(N, 3, H, W) in [0, 1], H and W multiples of the backbone's deepest stride (``spec.size_problem``)
+        -> translated, same shape.
 
         With ``return_levels`` also a dict {level: images} inverting every translated level that has an
         inversion network (the per-level strip of the supplementary's figures 15-16).
         """
-        m = self.size_multiple
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % m or x.shape[-2] % m:
-            raise ValueError(f"expected images (N, 3, H, W) with H, W multiples of {m} (backbone "
-                             f"{self.trained.backbone.name}), got {tuple(x.shape)}")
+        m, spec = self.size_multiple, self.trained.backbone.spec
+        if x.dim() != 4 or x.shape[1] != 3 or any(spec.size_problem(int(n), "") for n in x.shape[-2:]):
+            raise ValueError(f"expected images (N, 3, H, W) with H, W multiples of {m} of at least "
+                             f"{spec.min_size} (backbone {self.trained.backbone.name}), got {tuple(x.shape)}")
         final = self.cascade.final_level if final_level is None else final_level
         if final not in self.inversions:
             raise UserError(f"no inversion network for level {final}; available: {sorted(self.inversions)}")

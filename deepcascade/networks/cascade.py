@@ -40,34 +40,53 @@ class AdaIN(nn.Module):
 
 
 class CascadeTranslator(nn.Module):
-    """T^l: translated level-(l+1) features (N, x, s, s) -> level-l features (N, out_channels, 2s, 2s) in (-1, 1).
+    """T^l: translated level-(l+1) features (N, x, s, s) -> level-l features (N, out_channels, s', s') in (-1, 1).
 
     Table 3 of the supplementary (x = ``in_channels``, the deeper level's channels):
     conv x->x 3x3 AdaIN lrelu · conv x->x 3x3 AdaIN lrelu · convT x->x/2 4x4 s2 AdaIN lrelu · conv x/2->out 3x3 ·
-    tanh. Padding 1 everywhere, so the output is exactly twice the input size.
+    tanh. Padding 1 everywhere, so the output is exactly twice the input size (s' = 2s).
 
-    Deviations, both [ours]:
+    Deviations, all [ours]:
       * the table's last conv outputs x/2 channels; that is the target level's width except at VGG level 4,
         where conv_5_1 and conv_4_1 both have 512 channels. The last conv therefore outputs
         ``out_channels`` (the target level's channel count); the convT keeps the table's x/2.
       * the convs followed by AdaIN have no bias: AdaIN subtracts the per-channel instance mean, which
         cancels a per-channel bias exactly, so such a bias would be a dead parameter.
+      * ``scale`` is the ratio of the two levels' strides. The table's 2 is VGG-19's (and EfficientNet-Lite0's)
+        one halving per level; where two levels share a resolution (AlexNet's conv3..conv5) ``scale=1``
+        replaces the transposed conv by a non-strided 3x3 conv x->x/2, everything else unchanged.
+      * ``output_padding`` (0 or 1, only with ``scale=2``) adds one row and column: AlexNet's levels are
+        2s + 1 wide where the deeper level is s (docs/method.md section 1). Its 4x4 kernel can still express
+        the exactly aligned interpolation (deeper position j at 2j + 1), so nothing else changes.
 
     ``params`` (N, n_adain_params) holds, in this order,
     ``[dgamma1 (x), beta1 (x), dgamma2 (x), beta2 (x), dgamma3 (x/2), beta3 (x/2)]`` for the three AdaIN layers;
     the scale used is ``gamma = 1 + dgamma``, so all-zero params mean plain instance normalization.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, scale: int = 2, output_padding: int = 0):
         super().__init__()
+        if scale not in (1, 2):
+            raise ValueError(f"CascadeTranslator: scale must be 1 (equal resolutions) or 2, got {scale!r}")
+        if output_padding not in (0, 1) or (scale == 1 and output_padding):
+            raise ValueError(f"CascadeTranslator: output_padding must be 0 or 1, and 0 with scale 1; got "
+                             f"{output_padding!r} with scale {scale}")
         x, h = in_channels, in_channels // 2
         self.in_channels, self.out_channels = in_channels, out_channels
+        self.scale, self.output_padding = scale, output_padding
         # Table 3 of the supplementary, in order of application.
         self.conv1, self.norm1, self.act1 = nn.Conv2d(x, x, 3, 1, 1, bias=False), AdaIN(), nn.LeakyReLU(NEGATIVE_SLOPE)
         self.conv2, self.norm2, self.act2 = nn.Conv2d(x, x, 3, 1, 1, bias=False), AdaIN(), nn.LeakyReLU(NEGATIVE_SLOPE)
-        self.up, self.norm3, self.act3 = nn.ConvTranspose2d(x, h, 4, 2, 1, bias=False), AdaIN(), nn.LeakyReLU(NEGATIVE_SLOPE)
+        # the upsampling layer; a non-strided conv in its place between levels of one resolution
+        up = (nn.ConvTranspose2d(x, h, 4, 2, 1, output_padding=output_padding, bias=False) if scale == 2
+              else nn.Conv2d(x, h, 3, 1, 1, bias=False))
+        self.up, self.norm3, self.act3 = up, AdaIN(), nn.LeakyReLU(NEGATIVE_SLOPE)
         self.conv_out, self.out_act = nn.Conv2d(h, out_channels, 3, 1, 1), nn.Tanh()
         self.adain_channels = (x, x, h)  # channels of the three AdaIN'd layers
+
+    def output_size(self, size: int) -> int:
+        """Side of the output for an input of side ``size``."""
+        return size * self.scale + self.output_padding
 
     @property
     def n_adain_params(self) -> int:
@@ -83,7 +102,8 @@ class CascadeTranslator(nn.Module):
         return [(1 + chunks[2 * i], chunks[2 * i + 1]) for i in range(len(self.adain_channels))]
 
     def forward(self, h: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """Level-l features (N, out_channels, 2H, 2W) from deeper features ``h`` (N, x, H, W) and AdaIN params."""
+        """Level-l features (N, out_channels, :meth:`output_size` of H and W) from deeper features ``h``
+        (N, x, H, W) and AdaIN params."""
         (g1, b1), (g2, b2), (g3, b3) = self.split_params(params)
         h = self.act1(self.norm1(self.conv1(h), g1, b1))
         h = self.act2(self.norm2(self.conv2(h), g2, b2))
@@ -96,7 +116,9 @@ def predictor_convs(level: int, stride: int | None = None) -> int:
 
     With VGG-19 strides this is 3 + (4 - level): 3, 4, 5, 6 for levels 4, 3, 2, 1 (28, 56, 112, 224 px maps at
     224 px images, all brought to 4x4). For another backbone pass the level's ``stride``: the count is then
-    3 + log2(8 / stride) (at least 1), i.e. the same rule measured in halvings rather than level numbers.
+    3 + log2(8 / stride) (at least 1), i.e. the same rule measured in halvings rather than level numbers, so
+    the depth follows the level's size: AlexNet's conv3 and conv4 (stride 16, 13 px at 224 px) get 2 convs
+    (13 -> 7 -> 4), conv2 3 and conv1 4 (55 -> 28 -> 14 -> 7 -> 4).
     """
     if stride is None:
         if level not in (1, 2, 3, 4):

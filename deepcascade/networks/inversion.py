@@ -17,7 +17,8 @@ def _is_power_of_two(n: int) -> bool:
 
 
 class InversionNet(nn.Module):
-    """Invert normalized level-l features (N, in_channels, H/stride, W/stride) to images (N, 3, H, W) in [-1, 1].
+    """Invert normalized level-l features (N, in_channels, H/stride - trim, W/stride - trim) to images
+    (N, 3, H, W) in [-1, 1].
 
     Architecture ("Feature Inversion" paragraph of the supplementary): three non-strided 3x3 convs
     in_channels -> in_channels; log2(stride) transposed convs (4x4, stride 2, padding 1 [ours], so each one
@@ -25,31 +26,42 @@ class InversionNet(nn.Module):
     above the current count); a non-strided 3x3 conv to ``out_channels``; tanh. LeakyReLU(0.2) after every
     conv but the last, no normalization. Fully convolutional: any input size works.
 
+    ``trim = 1`` [ours] is for levels one position short of H/stride (AlexNet's, whose unpadded pools drop a
+    border): the first transposed conv then has no padding and maps n to 2n + 2 = 2H/stride, after which the
+    doublings reach H exactly. It also centres deeper position j where the level has it (pixel
+    stride * j + stride - 1), to half a pixel.
+
     Args:
         in_channels: channels of the level (``backbone.channels[level]``).
         stride: spatial stride of the level relative to the image (``backbone.strides[level]``), a power of 2.
         out_channels: image channels.
         min_channels: floor of the channel halving, so deep upsampling chains keep some width.
+        trim: 0, or 1 for levels of side H/stride - 1 (``backbone.spec.levels[level].trim``); needs stride >= 2.
     """
 
-    def __init__(self, in_channels: int, stride: int, out_channels: int = 3, min_channels: int = 8):
+    def __init__(self, in_channels: int, stride: int, out_channels: int = 3, min_channels: int = 8,
+                 trim: int = 0):
         super().__init__()
         if not _is_power_of_two(stride):
             raise ValueError(f"InversionNet: stride must be a power of 2, got {stride!r}")
-        self.in_channels, self.stride, self.out_channels = in_channels, stride, out_channels
+        if trim not in (0, 1) or (trim and stride < 2):
+            raise ValueError(f"InversionNet: trim must be 0, or 1 with a stride of at least 2; got trim {trim!r} "
+                             f"at stride {stride}")
+        self.in_channels, self.stride, self.out_channels, self.trim = in_channels, stride, out_channels, trim
         layers: list[nn.Module] = []
         for _ in range(3):  # three non-strided convs N -> N
             layers += [nn.Conv2d(in_channels, in_channels, 3, 1, 1), nn.LeakyReLU(NEGATIVE_SLOPE)]
         ch = in_channels
-        for _ in range(stride.bit_length() - 1):  # log2(stride) upsamplings to the image resolution
+        for i in range(stride.bit_length() - 1):  # log2(stride) upsamplings to the image resolution
             nxt = max(ch // 2, min(min_channels, ch))
-            layers += [nn.ConvTranspose2d(ch, nxt, 4, 2, 1), nn.LeakyReLU(NEGATIVE_SLOPE)]
+            padding = 0 if (i == 0 and trim) else 1  # n -> 2n + 2 for a trimmed level, else n -> 2n
+            layers += [nn.ConvTranspose2d(ch, nxt, 4, 2, padding), nn.LeakyReLU(NEGATIVE_SLOPE)]
             ch = nxt
         layers += [nn.Conv2d(ch, out_channels, 3, 1, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1], ``stride`` times the spatial size of ``features``."""
+        """Images in [-1, 1], ``stride`` times (the spatial size of ``features`` + ``trim``)."""
         return self.net(features)
 
 
