@@ -153,6 +153,14 @@ class SynthConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    epochs: int = _f(50, "passes over the training images of both domains [paper]", min=1)
+    batch_size: int = _f(25, "batch size [paper]", min=1)
+    lr: float = _f(0.01, "SGD learning rate [paper]", min=0.0)
+    momentum: float = _f(0.9, "SGD momentum [ours]", min=0.0, max=1.0)
+
+
+@dataclass
 class Config:
     name: str = _f("experiment", "experiment name, shown in logs and reports")
     data: DataConfig = field(default_factory=DataConfig)
@@ -164,6 +172,7 @@ class Config:
     deep: DeepConfig = field(default_factory=DeepConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -187,6 +196,8 @@ _SECTION_HELP = {
     "deep": "Deepest-level (conv_5_1) translators, WGAN-GP (docs/method.md section 3)",
     "cascade": "Coarse-to-fine conditional translators, levels 4..1 (docs/method.md section 4)",
     "synth": "deepVAE: unconditional synthesis of one domain, one model per domain (docs/method.md section 6)",
+    "finetune": "`deepcascade finetune`: VGG-19 fine-tuned as a classifier of the two domains (docs/method.md "
+                "section 1)",
 }
 
 

@@ -75,3 +75,63 @@ def load_weights(net: VGG19Pyramid, path) -> None:
         net.load_weights(load_state_dict_file(path), str(path))
     except (KeyError, RuntimeError) as e:
         raise UserError(f"weights file {path} does not fit VGG-19: {str(e).splitlines()[0][:300]}") from None
+
+
+# ------------------------------------------------------------------------------------- the whole classifier
+#: ``features`` indices of conv_5_1..conv_5_4, the convolutions fine-tuning trains (supplementary section 1.3)
+CONV5_INDICES = (28, 30, 32, 34)
+
+
+class VGG19Classifier(nn.Module):
+    """torchvision's VGG-19 classifier with its key layout (``features.N``, ``classifier.0/3/6``): features,
+    7x7 adaptive average pool, fc6 (25088 -> hidden[0]), ReLU, dropout, fc7, ReLU, dropout, fc8 -> classes.
+
+    The same modules and forward as ``torchvision.models.vgg19``; the fully connected widths are arguments
+    (4096, 4096 in torchvision's weights) so that a base file is loaded as it is (:func:`load_classifier`).
+    """
+
+    def __init__(self, hidden: tuple[int, int] = (4096, 4096), num_classes: int = 1000):
+        super().__init__()
+        self.features = make_layers(cfgs["E"])
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, hidden[0]), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(hidden[0], hidden[1]), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(hidden[1], num_classes))
+        for m in self.modules():  # torchvision's VGG initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits of ImageNet-standardized images (N, 3, H, W)."""
+        return self.classifier(torch.flatten(self.avgpool(self.features(images)), 1))
+
+
+def load_classifier(weights: str = "imagenet", seed: int = 0) -> tuple[VGG19Classifier, str | None, str]:
+    """The whole VGG-19 classifier with base weights: 'imagenet' (resolved as for the pyramid), a file path
+    (torchvision's full key layout, classifier included) or 'random' (seeded). Returns (net, file, description).
+
+    The fully connected widths are read from the file, so any torchvision-layout VGG-19 loads with strict keys.
+    """
+    if weights == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return VGG19Classifier(), None, f"RANDOM weights (seed {seed}) - for tests only"
+    path, desc = imagenet_weights() if weights == "imagenet" else (Path(weights), f"file {weights}")
+    sd = load_state_dict_file(path)
+    sd = {k: v for k, v in sd.items() if k.startswith(("features.", "classifier."))}
+    fc = [sd.get(f"classifier.{i}.weight") for i in (0, 3, 6)]
+    if any(w is None or w.dim() != 2 for w in fc) or fc[0].shape[1] != 512 * 7 * 7:
+        raise UserError(f"weights file {path} is not a whole torchvision VGG-19 (fine-tuning needs its fully "
+                        f"connected layers classifier.0/3/6 as well as features.N; torchvision's "
+                        f"{VGG19_Weights.IMAGENET1K_V1.url.rsplit('/', 1)[-1]} has them)")
+    net = VGG19Classifier((fc[0].shape[0], fc[1].shape[0]), fc[2].shape[0])
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise UserError(f"weights file {path} does not fit VGG-19: {' '.join(str(e).split())[:300]}") from None
+    return net, str(path), desc

@@ -87,6 +87,9 @@ class RunDir:
         self.config_file = self.path / "config.yaml"
         self.normalization_file = self.path / "normalization.safetensors"
         self.cache_dir = self.path / "cache"  # unless cache.dir names another folder
+        #: ``deepcascade finetune``: the fine-tuned VGG-19 (torchvision key layout) and its lineage
+        self.finetuned_weights = self.path / "vgg19-finetuned.pth"
+        self.finetune_record = self.path / "finetune.json"
         self._lock_stack: contextlib.ExitStack | None = None
         self._handler = None
 

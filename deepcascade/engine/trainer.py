@@ -83,6 +83,10 @@ class Stage(abc.ABC):
     def sample(self, path: Path) -> None:
         """Write a fixed-input sample grid to ``path`` (PNG)."""
 
+    def on_start(self, step: int) -> None:
+        """Called once before the first step with the number of steps already done (0, or where a resume
+        continues). Stages whose batches follow the step (epochs, as in fine-tuning) keep it; others ignore it."""
+
 
 
 def per_rank_batch(batch_size: int, per_rank: bool) -> int:
@@ -184,6 +188,7 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
     if found is not None:
         start = _restore(stage, ctx, found[1], generator, found[0])
         log.info("stage %s: resumed from %s (step %d of %d)", stage.name, found[0], start, stage.steps)
+    stage.on_start(start)
     if start >= stage.steps:
         if main and not run.finished(stage.name):
             ckpt_io.atomic_save(_snapshot(stage, cfg.to_dict()), run.snapshot_path(stage.name))
