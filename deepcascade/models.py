@@ -70,26 +70,33 @@ def level_side(backbone, level: int, image_size: int) -> int:
     return spec.feature_size(level, image_size) if spec is not None else image_size // backbone.strides[level]
 
 
+def upsampling(backbone, level: int, image_size: int) -> dict[str, int]:
+    """How a translator from level ``level + 1`` to ``level`` resizes (CascadeTranslator's ``scale`` and
+    ``output_padding``): the ratio of the two strides (1 where they share a resolution, as AlexNet's conv3..conv5
+    do; docs/method.md section 4), plus whatever else the level's side needs (AlexNet: 2s + 1)."""
+    stride, deeper = backbone.strides[level], backbone.strides[level + 1]
+    s_in, s_out = level_side(backbone, level + 1, image_size), level_side(backbone, level, image_size)
+    scale = deeper // stride
+    extra = s_out - scale * s_in
+    if scale not in (1, 2) or deeper % stride or not 0 <= extra < scale:
+        raise ValueError(f"no cascade translator maps level {level + 1} ({s_in} px, stride {deeper}) to level "
+                         f"{level} ({s_out} px, stride {stride})")
+    return {"scale": scale, "output_padding": extra}
+
+
 def level_nets(backbone, level: int, image_size: int, critic_width: int | None = None,
                predictor_width: int = 512) -> dict[str, nn.Module]:
     """T^l and M^l for both directions (Tables 2-3), and the critics D_A, D_B when ``critic_width`` is given.
 
     ``backbone`` is anything with ``channels`` and ``strides`` per level (and a ``spec`` where sides are not
-    image/stride); ``predictor_width`` is the channels of M^l's convs (512 in Table 2). T^l's ``scale`` is
-    the ratio of the two levels' strides (1 where they share a resolution, docs/method.md section 4) and its
-    ``output_padding`` whatever else the level's side needs (AlexNet: 2s + 1).
+    image/stride); ``predictor_width`` is the channels of M^l's convs (512 in Table 2). T^l resizes as
+    :func:`upsampling` says.
     """
     c_in, c_out, stride = backbone.channels[level + 1], backbone.channels[level], backbone.strides[level]
-    scale = backbone.strides[level + 1] // stride
-    s_in, s_out = level_side(backbone, level + 1, image_size), level_side(backbone, level, image_size)
-    extra = s_out - scale * s_in
-    if scale not in (1, 2) or backbone.strides[level + 1] % stride or not 0 <= extra < scale:
-        raise ValueError(f"no cascade translator maps level {level + 1} ({s_in} px, stride "
-                         f"{backbone.strides[level + 1]}) to level {level} ({s_out} px, stride {stride})")
+    resize, s_out = upsampling(backbone, level, image_size), level_side(backbone, level, image_size)
     nets = {}
     for d in ("AB", "BA"):
-        t = nets[f"T_{d}"] = build("CascadeTranslator", in_channels=c_in, out_channels=c_out, scale=scale,
-                                   output_padding=extra)
+        t = nets[f"T_{d}"] = build("CascadeTranslator", in_channels=c_in, out_channels=c_out, **resize)
         nets[f"M_{d}"] = build("AdaINPredictor", in_channels=c_out, n_params=t.n_adain_params,
                                n_convs=predictor_convs(level, stride), width=predictor_width)
     if critic_width is not None:
@@ -107,13 +114,13 @@ def synth_nets(backbone, level: int, image_size: int, nz: int = 512, gn_groups: 
     conditional generator G_l (C_{l+1} -> C_l channels, noise of ``nz_level``) and its critic D on level-l
     features (plus the upsampled level-(l+1) features when ``conditional_critic``).
     """
-    channels, size = backbone.channels[level], image_size // backbone.strides[level]
+    channels, size = backbone.channels[level], level_side(backbone, level, image_size)
     if level == 5:
         return {"E": build("VAEEncoder", channels=channels, size=size, nz=nz, gn_groups=gn_groups),
                 "G": build("VAEDecoder", nz=nz, channels=channels, size=size, gn_groups=gn_groups)}
     deeper = backbone.channels[level + 1]
     return {"G": build("SynthGenerator", in_channels=deeper, out_channels=channels, nz=nz_level,
-                       width=mapping_width),
+                       width=mapping_width, **upsampling(backbone, level, image_size)),
             "D": build("FeatureCritic", in_channels=channels + (deeper if conditional_critic else 0), in_size=size,
                        width=critic_width)}
 

@@ -5,7 +5,7 @@ Trained on the training images of both domains, checked on real held-out images 
 accuracy is reported with every share; below 90 % the shares are flagged untrustworthy), then applied to the
 translations. Which judge, by the run's backbone:
 
-- translating in VGG-19 features (or an unknown method's outputs): a linear probe (L2-regularized logistic
+- translating in VGG-19 or AlexNet features (or an unknown method's outputs): a linear probe (L2-regularized logistic
   regression) on EfficientNet-Lite0's ImageNet features, globally average-pooled at its five levels (512 dims).
   A different network with different weights, and always available (its weights ship in a pip package).
 - translating in EfficientNet-Lite0 features: a probe on that network would judge in the very feature space the
@@ -51,7 +51,7 @@ def choose(requested: str, run_backbone: str | None, alexnet_available: bool) ->
             kind = "alexnet" if alexnet_available else "cnn"
     else:
         kind = requested
-    independent = not (kind == "efficientnet_lite0" and run_backbone == "efficientnet_lite0")
+    independent = kind != run_backbone  # a probe on the translator's own network is not independent
     translator = f"the translator works in {run_backbone} features" if run_backbone else "the method is unknown"
     why = {
         "efficientnet_lite0": f"{translator}; a linear probe on EfficientNet-Lite0's ImageNet features (packaged "

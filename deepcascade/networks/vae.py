@@ -89,7 +89,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
 
 class SynthGenerator(nn.Module):
     """G_l(conv_{l+1}_1, z_l): level-(l+1) features (N, in_channels, s, s) and noise (N, nz) -> level-l features
-    (N, out_channels, 2s, 2s) in (-1, 1).
+    (N, out_channels, 2s, 2s) in (-1, 1) (other sides with ``scale``/``output_padding``).
 
     The paper gives neither G_l's architecture nor how z_l enters [ours]: G_l is the cascade's translator T^l
     (Table 3: two convs, a 2x transposed conv, all AdaIN'd, a last conv and tanh) whose AdaIN parameters come
@@ -97,12 +97,15 @@ class SynthGenerator(nn.Module):
     from a source image's level-l features through M^l. The deeper level sets the layout (it is upsampled by
     the convs), z_l sets the per-channel scales and shifts of every layer, i.e. the level's "style"; different
     z_l give different level-l features for the same deeper features (tests/test_synth_levels.py).
+    ``scale`` and ``output_padding`` are the translator's: 1 between levels of one resolution (AlexNet's
+    conv3..conv5), ``output_padding`` 1 where a level is 2s + 1 wide (AlexNet), see ``models.upsampling``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, nz: int = 64, width: int = 256):
+    def __init__(self, in_channels: int, out_channels: int, nz: int = 64, width: int = 256, scale: int = 2,
+                 output_padding: int = 0):
         super().__init__()
         self.nz = nz
-        self.translator = CascadeTranslator(in_channels, out_channels)
+        self.translator = CascadeTranslator(in_channels, out_channels, scale, output_padding)
         self.mapping = nn.Sequential(nn.Linear(nz, width), nn.LeakyReLU(NEGATIVE_SLOPE), nn.Linear(width, width),
                                      nn.LeakyReLU(NEGATIVE_SLOPE), nn.Linear(width, self.translator.n_adain_params))
 

@@ -160,6 +160,7 @@ class FinetuneStage(Stage):
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         self._step = 0
+        self.last_accuracy: tuple[int, dict] | None = None  # (step, accuracy) of the latest measurement
         net.train()  # dropout in the FC layers while training; predictions switch to eval
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -208,6 +209,7 @@ class FinetuneStage(Stage):
                  100 * acc["accuracy"], acc["n"],
                  *(f"{100 * acc[k]:.1f}%" if acc[k] is not None else "-" for k in CLASSES))
         self.run.append_stats({"stage": self.name, "step": self._step, "test_accuracy": acc["accuracy"]})
+        self.last_accuracy = (self._step, acc)
         return acc
 
     @torch.no_grad()
@@ -275,7 +277,8 @@ def run_finetune(cfg: Config, run_dir: str | Path, resume=False) -> dict:
         status = train_stage(run, stage, cfg, device, resume=resume)
         record = None
         if distributed.is_main():
-            acc = stage.held_out_accuracy()
+            last = stage.last_accuracy  # measured by the last step's sample, unless the run was already finished
+            acc = last[1] if last and last[0] == stage.steps else stage.held_out_accuracy()
             weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
             atomic_save(weights, run.finetuned_weights)
             record = {
