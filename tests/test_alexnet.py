@@ -4,6 +4,7 @@ pipeline (train --stage all, translate) and ``deepcascade features`` with it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -219,32 +220,43 @@ def test_features_command_with_alexnet(reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_all_then_translate_with_alexnet(tmp_path, tiny_config, synthetic_data):
-    """train --stage all (random AlexNet, 32 px images in 48 px squares: cached windows at offsets 0 and 16)
-    down to level 2, so the cascade has stride-1 (5 -> 4 -> 3) and 2s + 1 (3 -> 2) translators and I_2 inverts a
-    trimmed level; then translate, whose output has the image size."""
+def test_every_command_with_alexnet(tmp_path, tiny_config, synthetic_data):
+    """train --stage all (random AlexNet, 32 px crops of 48 px squares, deepVAE on) down to level 2, so the
+    cascade and the deepVAE have stride-1 (5 -> 4 -> 3) and 2s + 1 (3 -> 2) translators and I_2 inverts a
+    trimmed level; then translate, synthesize and evaluate, whose outputs have the image size."""
     data = synthetic_data(n=6, size=48, n_test=2)
+    tiny = {"steps": 2, "batch_size": 2, "critic_width": 16}
     cfg = tiny_config(tmp_path / "cfg.yaml", data, name="alex", backbone={"name": "alexnet", "weights": "random"},
-                      data={"image_size": 32, "load_size": 48},
-                      invert={"levels": [2], "steps": 2, "batch_size": 2},
-                      deep={"steps": 2, "batch_size": 2, "critic_width": 16, "gn_groups": 8},
-                      cascade={"final_level": 2, "steps": 2, "batch_size": 2, "critic_width": 16,
-                               "predictor_width": 16},
+                      data={"image_size": 32, "load_size": 48}, engine={"checkpoint_every": 1000},
+                      invert={"levels": [2], "steps": 2, "batch_size": 2, "lambda_adv": 0.0},
+                      deep={**tiny, "gn_groups": 8}, cascade={**tiny, "final_level": 2, "predictor_width": 16},
+                      synth={**tiny, "enabled": True, "final_level": 2, "n_critic": 1, "nz": 16, "nz_level": 8,
+                             "mapping_width": 16, "gn_groups": 8},
                       cache={"levels": [5, 4, 3, 2]})
     run = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "deepcascade", "train", str(cfg), "--stage", "all", "--run-dir",
-                        str(run)], capture_output=True, text=True, cwd=REPO, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    for stage in ("invert2", "deep", "cascade4", "cascade3", "cascade2"):
+
+    def cli(*args, timeout=900):
+        r = subprocess.run([sys.executable, "-m", "deepcascade", *map(str, args)], capture_output=True, text=True,
+                           cwd=REPO, timeout=timeout)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    r = cli("train", cfg, "--stage", "all", "--run-dir", run)
+    for stage in ("invert2", "deep", "cascade4", "cascade3", "cascade2", "synth_a5", "synth_a2", "synth_b2"):
         assert f"{stage}: done" in r.stdout and (run / "models" / f"{stage}.pt").is_file()
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "deepcascade", "translate", "--run", str(run), "--input",
-                        str(data / "testA"), "--out", str(out), "--direction", "a2b", "--save-levels"],
-                       capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    cli("translate", "--run", run, "--input", data / "testA", "--out", out, "--direction", "a2b", "--save-levels")
     results = sorted(out.glob("*.png"))
     assert len(results) == 2 and (out / "index.html").is_file()
     assert all(Image.open(p).size == (32, 32) for p in results)
+    cli("synthesize", "--run", run, "--domain", "b", "--n", "2", "--out", tmp_path / "syn", "--save-levels")
+    samples = sorted((tmp_path / "syn").glob("sample_*.png"))
+    assert len(samples) == 2 and all(Image.open(p).size == (32, 32) for p in samples)
+    cli("evaluate", "--run", run, "--out", tmp_path / "eval", "--metrics", "classifier,layout")
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["a2b"]["classifier"]["kind"] == "efficientnet_lite0"  # independent of the AlexNet translator
+    assert metrics["a2b"]["images"]["fake"] == 2
+
     from deepcascade import Translator
 
     t = Translator.from_run(run, device="cpu")
