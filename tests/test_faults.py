@@ -39,7 +39,9 @@ def assert_user_error(r, *words):
 def run(tmp_path_factory, synthetic_data, tiny_config):
     """A tiny finished run: I_5 and the level-5 translators only (cascade.final_level 5)."""
     root = tmp_path_factory.mktemp("faults")
-    cfg = tiny_config(root / "cfg.yaml", synthetic_data(n=4, size=SIZE, seed=1, n_test=2), name="faults",
+    data = synthetic_data(n=4, size=SIZE, seed=1, n_test=2)
+    (root / "data").symlink_to(data, target_is_directory=True)  # the tests below read root / "data"
+    cfg = tiny_config(root / "cfg.yaml", root / "data", name="faults",
                       data={"image_size": SIZE, "load_size": SIZE},
                       engine={"checkpoint_every": 1, "keep_checkpoints": 5},
                       invert={"levels": [5], "steps": 1, "batch_size": 2, "lambda_adv": 0},
