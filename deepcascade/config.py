@@ -140,8 +140,10 @@ class SynthConfig:
     batch_size: int = _f(10, "batch size [paper]", min=1)
     lr: float = _f(1e-4, "Adam learning rate [paper]", min=0.0)
     nz: int = _f(512, "size of the VAE's latent code z_5 [paper]", min=1)
-    kl_weight: float = _f(1.0, "weight of the KL term of equation 1 (1 [paper]; the reconstruction term is the "
-                               "per-sample sum of squared errors)", min=0.0)
+    kl_weight: float = _f(1.0, "weight of the KL term of equation 1 (1 [paper])", min=0.0)
+    decoder_sigma: float = _f(0.0, "standard deviation of the Gaussian decoder behind the l2 term of equation 1: "
+                                   "it sets how many nats of KL a unit of squared error is worth; 0 = its "
+                                   "maximum-likelihood value, the root of the batch's mean squared error", min=0.0)
     gn_groups: int = _f(32, "GroupNorm groups of E_5 and G_5", min=1)
     nz_level: int = _f(64, "size of the noise code z_l of each conditional generator G_l", min=1)
     mapping_width: int = _f(256, "hidden width of the MLP that turns z_l into G_l's AdaIN parameters", min=1)

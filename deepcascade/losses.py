@@ -139,15 +139,24 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
-    """The negative of equation 1: l2 reconstruction + ``kl_weight`` * KL, per sample, averaged over the batch.
+             kl_weight: float = 1.0, sigma: float = 0.0) -> dict[str, torch.Tensor]:
+    """The negative of equation 1: -log p(x|z) of a Gaussian decoder + ``kl_weight`` * KL, per sample, averaged
+    over the batch (nats).
 
-    The reconstruction term is the per-sample *sum* of squared errors, i.e. -log p(x|z) of a Gaussian decoder
-    with variance 1/2 up to a constant, so that it and the KL are on the same (nats) scale as in the equation;
-    a per-element mean would weigh the prior hundreds of times more at conv_5_1 (512 x 14 x 14 elements).
-    Returns ``loss`` (with graph), and detached ``rec`` (that sum), ``mse`` (per element) and ``kl``.
+    The paper's "l2 loss" is the log-likelihood of a Gaussian decoder N(recon, sigma^2 I), which is
+    ``D/2 log(2 pi sigma^2) + ||x - recon||^2 / (2 sigma^2)`` for D elements per sample; sigma sets how many nats
+    of KL a unit of squared error is worth. ``sigma > 0`` fixes it; ``sigma == 0`` uses its maximum-likelihood
+    value, the root of the batch's mean squared error, computed here without gradient (the optimal-sigma VAE of
+    Rybkin et al. 2021; at the optimum the loss's derivative in sigma is zero, so nothing is lost by not
+    differentiating through it): the balance then follows the features' scale instead of a guess.
+    Returns ``loss`` (with graph), and detached ``rec`` (that -log p per sample), ``mse`` (per element),
+    ``sigma`` and ``kl``.
     """
     sq = (recon.float() - x.float()).pow(2)
-    rec = sq.flatten(1).sum(1).mean()
+    mse = sq.mean()
+    var = mse.detach().clamp_min(1e-6) if sigma <= 0 else torch.tensor(float(sigma) ** 2, device=x.device)
+    dims = sq[0].numel()
+    rec = (sq.flatten(1).sum(1) / (2 * var)).mean() + 0.5 * dims * torch.log(2 * torch.pi * var)
     kl = gaussian_kl(mu, logvar)
-    return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "mse": sq.mean().detach(), "kl": kl.detach()}
+    return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "mse": mse.detach(), "sigma": var.sqrt(),
+            "kl": kl.detach()}

@@ -27,12 +27,13 @@ SAMPLE_SEED = 0
 
 
 # ------------------------------------------------------------------------------------------------ level 5
-def vae_step(nets: dict, x: torch.Tensor, kl_weight: float, ctx: TrainContext) -> dict:
-    """One optimizer step of E_5 and G_5 on equation 1 (the reparameterization noise comes from torch's RNG)."""
+def vae_step(nets: dict, x: torch.Tensor, kl_weight: float, ctx: TrainContext, sigma: float = 0.0) -> dict:
+    """One optimizer step of E_5 and G_5 on equation 1 (the reparameterization noise comes from torch's RNG);
+    ``sigma``: the decoder's standard deviation, 0 = its maximum-likelihood value (see ``losses.vae_loss``)."""
     with ctx.autocast():
         mu, logvar = nets["E"](x)
         recon = nets["G"](reparameterize(mu, logvar))
-        losses = vae_loss(x, recon, mu, logvar, kl_weight)
+        losses = vae_loss(x, recon, mu, logvar, kl_weight, sigma)
     ctx.optimize("G", losses["loss"])
     return {k: v.detach() for k, v in losses.items()}
 
@@ -110,7 +111,7 @@ class SynthVAEStage(_SynthStage):
         return self.source.sample(self.batch_size, generator, levels=[5], with_image=False)[5]
 
     def train_step(self, batch, ctx):
-        return vae_step(self.nets, batch, self.c.kl_weight, ctx)
+        return vae_step(self.nets, batch, self.c.kl_weight, ctx, self.c.decoder_sigma)
 
     @torch.no_grad()
     def sample(self, path):
