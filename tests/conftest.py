@@ -118,3 +118,25 @@ def cli_inprocess(*argv):
 def dc():
     """Run the CLI in this process: ``dc("translate", "--run", ...)`` -> CompletedProcess."""
     return cli_inprocess
+
+
+def save_torchvision_weights(net, folder: Path, name: str) -> tuple[Path, Path]:
+    """Save a torchvision model's state dict twice, as torchvision's files are (full-model keys
+    ``features.N.weight``) and as features-only keys (``N.weight``); returns both paths."""
+    import torch
+
+    full, feats = folder / f"{name}_full.pth", folder / f"{name}_features.pth"
+    torch.save(net.state_dict(), full)
+    torch.save(net.features.state_dict(), feats)
+    return full, feats
+
+
+def torchvision_levels(net, x, conv_index: dict[int, int], relu: bool) -> dict:
+    """The reference levels: ``net.features`` up to each level's conv (or its ReLU) on ImageNet-standardized x."""
+    import torch
+
+    from deepcascade.backbones.base import IMAGENET_MEAN, IMAGENET_STD
+
+    z = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return {l: net.features[: i + (2 if relu else 1)](z) for l, i in conv_index.items()}

@@ -18,13 +18,14 @@ from safetensors import safe_open
 from torchvision.models import alexnet
 
 from deepcascade.backbones import backbone_from_config, build_backbone
-from deepcascade.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from deepcascade.backbones.specs import SPECS
 from deepcascade.config import build_config
 from deepcascade.errors import UserError
 from deepcascade.features.cache import crop_consistency
 from deepcascade.models import inversion_nets, level_nets
 from deepcascade.networks import CascadeTranslator, DeepTranslator
+
+from conftest import save_torchvision_weights, torchvision_levels
 
 CONV_INDEX = {1: 0, 2: 3, 3: 6, 4: 8, 5: 10}  # torchvision alexnet().features, docs/method.md section 1
 REPO = Path(__file__).resolve().parents[1]
@@ -36,16 +37,11 @@ def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("alexnet_weights")
     torch.manual_seed(7)
     net = alexnet().eval()
-    full, feats = d / "alexnet_full.pth", d / "alexnet_features.pth"
-    torch.save(net.state_dict(), full)
-    torch.save(net.features.state_dict(), feats)
-    return net, full, feats
+    return (net, *save_torchvision_weights(net, d, "alexnet"))
 
 
 def _reference_features(net, x, relu):
-    z = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        return {l: net.features[: i + (2 if relu else 1)](z) for l, i in CONV_INDEX.items()}
+    return torchvision_levels(net, x, CONV_INDEX, relu)
 
 
 @pytest.mark.parametrize("size", [32, 64, 224])

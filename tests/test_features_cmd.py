@@ -13,10 +13,11 @@ from safetensors import safe_open
 from torchvision.models import vgg19
 
 from deepcascade.backbones import build_backbone
-from deepcascade.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from deepcascade.cli import main
 from deepcascade.data import transforms
 from deepcascade.data.images import load_image
+
+from conftest import save_torchvision_weights, torchvision_levels
 
 CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}  # docs/method.md section 1
 REPO = Path(__file__).resolve().parents[1]
@@ -28,16 +29,11 @@ def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("weights")
     torch.manual_seed(123)
     net = vgg19().eval()
-    full, feats = d / "vgg19_full.pth", d / "vgg19_features.pth"
-    torch.save(net.state_dict(), full)
-    torch.save(net.features.state_dict(), feats)
-    return net, full, feats
+    return (net, *save_torchvision_weights(net, d, "vgg19"))
 
 
 def _reference_features(net, x, relu):
-    z = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        return {l: net.features[: i + (2 if relu else 1)](z) for l, i in CONV_INDEX.items()}
+    return torchvision_levels(net, x, CONV_INDEX, relu)
 
 
 @pytest.mark.parametrize("keys", ["full", "features"])

@@ -43,7 +43,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights
 
 from ..errors import UserError
-from .base import Backbone
+from .base import SequentialPyramid
 from .specs import SPECS
 from .weights import load_state_dict_file, load_torchvision_features, resolve_pretrained
 
@@ -64,33 +64,15 @@ def _features() -> nn.Sequential:
     )  # not in place: an in-place ReLU would overwrite the pre-ReLU level outputs we return
 
 
-class AlexNetPyramid(Backbone):
+class AlexNetPyramid(SequentialPyramid):
     """conv1..conv5 outputs of torchvision's AlexNet, pre-ReLU (default) or post-ReLU."""
 
+    conv_index = CONV_INDEX
     spec = SPECS["alexnet"]
 
     def __init__(self, relu: bool = False):
         super().__init__(relu)
         self.features = _features()
-
-    def _end(self, level: int) -> int:
-        """Index one past the layer whose output is level ``level``."""
-        return CONV_INDEX[level] + (2 if self.relu else 1)
-
-    def _features(self, x, levels):
-        out, start = {}, 0
-        for l in levels:
-            end = self._end(l)
-            for layer in self.features[start:end]:
-                x = layer(x)
-            out[l] = x
-            start = end
-        return out
-
-    def slice(self, level: int) -> nn.Module:
-        if level not in (1, 2, 3, 4):
-            raise ValueError(f"AlexNet slices exist for levels 1..4 (level -> level+1), got {level}")
-        return nn.Sequential(*self.features[self._end(level): self._end(level + 1)])
 
 
 def create(relu: bool) -> AlexNetPyramid:

@@ -74,3 +74,31 @@ class Backbone(nn.Module, abc.ABC):
     @abc.abstractmethod
     def slice(self, level: int) -> nn.Module:
         """Frozen module mapping raw level-``level`` features to raw level-``level+1`` features."""
+
+
+class SequentialPyramid(Backbone):
+    """A backbone whose levels are outputs of layers of one ``nn.Sequential`` (torchvision's VGG and AlexNet
+    ``features``): subclasses set ``self.features`` and ``conv_index`` (level -> index of its conv; the ReLU
+    follows at index + 1)."""
+
+    conv_index: dict[int, int]
+    features: nn.Sequential
+
+    def _end(self, level: int) -> int:
+        """Index one past the layer whose output is level ``level``."""
+        return self.conv_index[level] + (2 if self.relu else 1)
+
+    def _features(self, x, levels):
+        out, start = {}, 0
+        for l in levels:
+            end = self._end(l)
+            for layer in self.features[start:end]:
+                x = layer(x)
+            out[l] = x
+            start = end
+        return out
+
+    def slice(self, level: int) -> nn.Module:
+        if level not in (1, 2, 3, 4):
+            raise ValueError(f"{self.name} slices exist for levels 1..4 (level -> level+1), got {level}")
+        return nn.Sequential(*self.features[self._end(level): self._end(level + 1)])

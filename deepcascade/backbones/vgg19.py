@@ -10,7 +10,7 @@ from torchvision.models import VGG19_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
 from ..errors import UserError
-from .base import Backbone
+from .base import SequentialPyramid
 from .specs import SPECS
 from .weights import load_state_dict_file, load_torchvision_features, resolve_pretrained
 
@@ -18,9 +18,10 @@ from .weights import load_state_dict_file, load_torchvision_features, resolve_pr
 CONV_INDEX = {1: 0, 2: 5, 3: 10, 4: 19, 5: 28}
 
 
-class VGG19Pyramid(Backbone):
+class VGG19Pyramid(SequentialPyramid):
     """conv_i_1 outputs of torchvision's VGG-19, pre-ReLU (default) or post-ReLU."""
 
+    conv_index = CONV_INDEX
     spec = SPECS["vgg19"]
 
     def __init__(self, relu: bool = False):
@@ -35,25 +36,6 @@ class VGG19Pyramid(Backbone):
         for layer in self.features:  # in-place ReLUs would overwrite the pre-ReLU level outputs we return
             if isinstance(layer, nn.ReLU):
                 layer.inplace = False
-
-    def _end(self, level: int) -> int:
-        """Index one past the layer whose output is level ``level``."""
-        return CONV_INDEX[level] + (2 if self.relu else 1)
-
-    def _features(self, x, levels):
-        out, start = {}, 0
-        for l in levels:
-            end = self._end(l)
-            for layer in self.features[start:end]:
-                x = layer(x)
-            out[l] = x
-            start = end
-        return out
-
-    def slice(self, level: int) -> nn.Module:
-        if level not in (1, 2, 3, 4):
-            raise ValueError(f"VGG-19 slices exist for levels 1..4 (level -> level+1), got {level}")
-        return nn.Sequential(*self.features[self._end(level): self._end(level + 1)])
 
     def load_weights(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load a torchvision-format state dict: full-model keys ``features.N.weight`` or ``N.weight``."""
