@@ -11,11 +11,11 @@ progress update (each image cached, each statistics batch, each training step of
 file write in three phases (``start``: temporary file created; ``before-rename``: data written, not yet
 renamed; ``renamed``: in place), for checkpoints, stage snapshots (``models/``), normalization statistics,
 cache metadata, sample grids and the config. Kill targets are drawn at random from these events, at least one
-from each kind (caching, statistics, the steps of every stage, each phase of checkpoint and of snapshot
-writes), then sorted. Each target is a moment in the program, not a wall-clock time, so it is reached again
+from each kind (the feature cache build, which also accumulates the normalization statistics; the steps of
+every stage; each phase of checkpoint and of snapshot writes), then sorted. Each target is a moment in the program, not a wall-clock time, so it is reached again
 whatever the machine's speed: the child process (this file with ``--child``, running the real CLI in-process)
-sends itself SIGKILL when it reaches its target, right away for a write phase and after a random 0-300 ms
-(whatever is running then) for a progress event. A target whose work an earlier kill's run already finished
+sends itself SIGKILL when it reaches its target, right away for a write phase, after a random 0-300 ms
+(whatever is running then) for a progress event, and after 0-2 s once a cache build has started. A target whose work an earlier kill's run already finished
 is replaced by the first later event the resumed run reaches. After the last kill the same command runs to the
 end. Then every tensor of every ``models/*.pt`` snapshot, the normalization statistics and each stage's final
 checkpoint networks are compared bit for bit with the reference run.
@@ -146,6 +146,18 @@ def category(ev: list) -> str:
     return f"{where} write ({phase})"
 
 
+def is_cache_start(ev: list) -> bool:
+    return ev[0] == "write" and ev[1].startswith("cache/") and ev[2] == "renamed" and ev[3] == 1
+
+
+def kill_delay(ev: list, rng: random.Random) -> float:
+    """0 at a write phase (the exact moment); 0-300 ms after a progress event (whatever runs then); 0-2 s after
+    a cache build starts (images decoded, features extracted, statistics accumulated)."""
+    if is_cache_start(ev):
+        return round(rng.uniform(0.0, 2.0), 3)
+    return 0.0 if ev[0] == "write" else round(rng.uniform(0.0, 0.3), 3)
+
+
 def run_child(events: Path, target, order_file: Path, cmd: list[str], log: Path, timeout: float) -> int:
     args = [sys.executable, str(Path(__file__).resolve()), "--child", str(events), "--order", str(order_file),
             "--target", json.dumps(target), "--", *cmd]
@@ -162,7 +174,10 @@ def choose_targets(events: list[list], kills: int, rng: random.Random) -> list[i
     by_cat: dict[str, list[int]] = {}
     for i, ev in enumerate(events):
         by_cat.setdefault(category(ev), []).append(i)
-    required = ["caching", "statistics", *(f"training {s}" for s in STAGES),
+    # caching (with the statistics computed on the way): after the cache's first meta.json ("complete": false)
+    # is in place, with a delay that lands inside the build (see kill_delay)
+    by_cat["caching"] = [i for i, ev in enumerate(events) if is_cache_start(ev)]
+    required = ["caching", *(f"training {s}" for s in STAGES),
                 *(f"{w} write ({p})" for w in ("checkpoint", "snapshot") for p in ("start", "before-rename", "renamed"))]
     chosen = {rng.choice(by_cat[c]) for c in required if c in by_cat}
     candidates = [i for i in range(len(events) - 1) if i not in chosen]
@@ -263,7 +278,7 @@ def main() -> int:
     t0 = time.time()
     for n, pos in enumerate(targets, 1):
         ev = events[pos]
-        delay = 0.0 if ev[0] == "write" else round(rng.uniform(0.0, 0.3), 3)
+        delay = kill_delay(ev, rng)
         log = work / "soak.events"
         before = len(read_events(log))
         rc = run_child(log, {"event": ev, "position": pos, "delay": delay}, order_file, cmd(soak),
@@ -272,11 +287,14 @@ def main() -> int:
         fired = [e for e in new if e[0] == "KILL"]
         last = [e for e in new if e[0] != "KILL"]
         at = last[-1] if last else None
+        where = category(at) if at else "(start-up)"
         if rc == -signal.SIGKILL:
             kills += 1
-        rows.append((n, category(ev), ev, fired[0][1:4] if fired else None, category(at) if at else "(start-up)", rc))
+            if any(json.loads(m.read_text()).get("complete") is False for m in soak.glob("cache/*/meta.json")):
+                where = "caching (meta.json: complete false)"
+        rows.append((n, category(ev), ev, fired[0][1:4] if fired else None, where, rc))
         print(f"kill {n:2d}: target {category(ev):32s} {ev[1]} {ev[2]} | fired at {fired[0][1:3] if fired else '-'} "
-              f"+{delay * 1000:.0f} ms | last event {category(at) if at else '(start-up)'} | exit {rc}", flush=True)
+              f"+{delay * 1000:.0f} ms | killed during/after: {where} | exit {rc}", flush=True)
         if rc == 0:
             print("  (the run finished before this target)")
             break
@@ -287,8 +305,10 @@ def main() -> int:
         return 1
     n_files, n_tensors, diffs = compare(work / "reference", soak)
     covered = sorted({r[4] for r in rows if r[5] == -signal.SIGKILL})
+    targeted = sorted({r[1] for r in rows if r[5] == -signal.SIGKILL})
     print(f"\n{kills} SIGKILLs, then the same command to the end: {t_soak:.0f} s")
-    print(f"kill points covered (last event before each kill): {', '.join(covered)}")
+    print(f"kill targets: {', '.join(targeted)}")
+    print(f"killed during or right after (the last event before each kill): {', '.join(covered)}")
     if diffs:
         print(f"NOT bit-identical: {len(diffs)} difference(s): " + "; ".join(diffs[:10]))
         return 1
