@@ -103,6 +103,13 @@ CASES = [
     (("synthesize", "--run", "{run}", "--domain", "a", "--out", "{tmp}/s2"), E),  # no synth stage trained
     (("synthesize", "--run", "{run}", "--domain", "a", "--n", "0", "--out", "{tmp}/s3"), E),
     (("synthesize", "--run", "{run}", "--domain", "a", "--out", "{a_file}"), E),
+    # --- finetune
+    (("finetune", "{tmp}/missing.yaml"), E),
+    (("finetune", "{cfg}", "--run-dir", "{locked_run}"), E),
+    (("finetune", "{cfg}", "--run-dir", "{a_file}"), E),
+    (("finetune", "{cfg_missing_data}", "--run-dir", "{tmp}/ft1"), E),
+    (("finetune", "{cfg}", "--run-dir", "{tmp}/ft2", "--set", "backbone.weights=imagenet"), E),  # offline
+    (("finetune", "{cfg}", "--run-dir", "{tmp}/ft3", "--resume", "{truncated_ckpt}"), E),
     # --- demo
     (("demo", "--out", "{a_file}"), E),
 ]

@@ -17,29 +17,25 @@ from deepcascade.backbones.specs import SPECS
 from deepcascade.config import build_config
 from deepcascade.errors import UserError
 from deepcascade.features.extract import extract
-from deepcascade.models import build, deep_nets, inversion_nets, level_nets
+from deepcascade.models import build, deep_nets, inversion_nets, level_nets, upsampling
 from deepcascade.networks.deep import bottleneck_downsamplings
 
 
-class Pyramid:
-    """channels/strides per level and the spec (level sides), as level_nets reads them from a backbone."""
-
-    def __init__(self, backbone):
-        self.channels, self.strides, self.spec = backbone.channels, backbone.strides, backbone.spec
-
-
 class Networks:
-    """Every network of the pipeline at small widths, built once per backbone (only the critics and the level-5
-    translator's number of down-samplings depend on the image side)."""
+    """Every network of the pipeline at small widths for one backbone, built once per shape they depend on (the
+    cascade translators' resizing, the level-5 translator's down-samplings); critics are built per side."""
 
-    def __init__(self, backbone, levels):
-        self.backbone, self.levels = backbone, levels
-        spec = backbone.spec
+    def __init__(self, backbone, spec):
+        self.backbone, self.spec, self.levels = backbone, spec, sorted(spec.levels)
         self.inversions = {l: inversion_nets(backbone.channels[l], backbone.strides[l], adversarial=False,
-                                             trim=spec.levels[l].trim)["I"] for l in levels}
-        self.cascade = {l: level_nets(Pyramid(backbone), l, spec.min_size, None, predictor_width=8)
-                        for l in levels[:-1]}
-        self.deep = {}
+                                             trim=spec.levels[l].trim)["I"] for l in self.levels}
+        self.cascade, self.deep = {}, {}
+
+    def cascade_level(self, level, size):
+        key = (level, tuple(sorted(upsampling(self.backbone, level, size).items())))  # ValueError off the grid
+        if key not in self.cascade:
+            self.cascade[key] = level_nets(self.backbone, level, size, None, predictor_width=8)
+        return self.cascade[key]
 
     def deep_translator(self, channels, side):
         key = bottleneck_downsamplings(side)
@@ -48,13 +44,13 @@ class Networks:
         return self.deep[key]
 
 
-def pipeline_works(nets: Networks, spec, size: int) -> bool:
-    backbone, levels = nets.backbone, nets.levels
+def pipeline_works(nets: Networks, size: int) -> bool:
+    backbone, spec, levels = nets.backbone, nets.spec, nets.levels
     try:
         with torch.no_grad():
             feats = extract(backbone, torch.rand(1, 3, size, size), levels)
             for l in levels:
-                if tuple(feats[l].shape[2:]) != (spec.feature_size(l, size),) * 2:
+                if tuple(feats[l].shape[2:]) != (spec.feature_size(l, size),) * 2 or feats[l].shape[-1] < 1:
                     return False
                 if nets.inversions[l](feats[l]).shape[2:] != (size, size):
                     return False
@@ -64,7 +60,7 @@ def pipeline_works(nets: Networks, spec, size: int) -> bool:
             if nets.deep_translator(backbone.channels[levels[-1]], top.shape[-1])(top).shape != top.shape:
                 return False
             for l in levels[:-1]:
-                t = nets.cascade[l]
+                t = nets.cascade_level(l, size)
                 if t["T_AB"](feats[l + 1], t["M_AB"](feats[l])).shape != feats[l].shape:
                     return False
     except (RuntimeError, ValueError):  # a shape the networks cannot take
@@ -77,13 +73,13 @@ def test_size_check_agrees_with_every_backbone(name):
     torch.manual_seed(0)
     spec = SPECS[name]
     backbone = build_backbone(name, "random", False, 0).eval()
-    nets = Networks(backbone, sorted(spec.levels))
+    nets = Networks(backbone, spec)
     m = spec.size_multiple
     verdicts = {}
     # below the stride, half-stride multiples, other multiples of 8, and multiples (the issue's 144 for m = 32)
     for size in sorted({m // 2, m - 8, m, m + 8, m + m // 2, 2 * m, 3 * m, 9 * m // 2} - {0}):
         check = spec.size_problem(size, "data.image_size") is None
-        verdicts[size] = (check, pipeline_works(nets, spec, size))
+        verdicts[size] = (check, pipeline_works(nets, size))
     assert all(a == b for a, b in verdicts.values()), {s: v for s, v in verdicts.items() if v[0] != v[1]}
     # everything else is refused (AlexNet's levels 3..5 are empty at 16 px: it starts at 32)
     assert [s for s, (a, _) in verdicts.items() if a] == [s for s in (m, 2 * m, 3 * m) if s >= spec.min_size]
