@@ -88,10 +88,11 @@ def test_weights_change_only_conv5_and_the_classifier_and_load_as_backbone_weigh
         else:
             assert torch.equal(v, out[k]), f"{k} changed but is frozen"
     # the file is what backbone.weights takes; level 5 (conv_5_1) is the fine-tuned layer
-    bb = backbone_from_config(build_config(extra={"backbone": {"name": "vgg19", "weights": str(run / "vgg19-finetuned.pth")},
-                                                  "data": {"image_size": 32, "load_size": 32}}))
-    ref = backbone_from_config(build_config(extra={"backbone": {"name": "vgg19", "weights": str(base_file)},
-                                                   "data": {"image_size": 32, "load_size": 32}}))
+    def backbone(weights):
+        return backbone_from_config(build_config(extra={"backbone": {"name": "vgg19", "weights": str(weights)},
+                                                        "data": {"image_size": 32, "load_size": 32}}))
+
+    bb, ref = backbone(run / "vgg19-finetuned.pth"), backbone(base_file)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         f, g = bb(x), ref(x)
