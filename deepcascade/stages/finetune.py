@@ -67,18 +67,6 @@ def prepare_for_finetuning(net: VGG19Classifier, num_classes: int = 2) -> list[s
     return trainable
 
 
-class _Standardize(nn.Module):
-    """Images in [0, 1] -> ImageNet mean/std, the input torchvision's VGG-19 weights were trained on."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
-
-
 class LabelledImages:
     """Both domains' images with labels 0 (A) and 1 (B), as ``load_size`` squares decoded on demand.
 
@@ -92,8 +80,9 @@ class LabelledImages:
         self.files = [Path(f) for f in files_a] + [Path(f) for f in files_b]
         self.labels = np.array([0] * len(files_a) + [1] * len(files_b), dtype=np.int64)
         self.load_size, self.image_size = load_size, image_size
-        self.batch = min(global_batch, len(self.files))
-        if self.batch < world_size:
+        # a global batch splits evenly over the ranks (smaller than asked only with fewer images than a batch)
+        self.batch = min(global_batch, len(self.files) // world_size * world_size)
+        if self.batch < 1:
             raise UserError(f"{len(self.files)} training image(s) cannot fill a batch on {world_size} ranks")
         self.steps_per_epoch = len(self.files) // self.batch
         self.seed, self.rank, self.world_size = seed, rank, world_size
