@@ -150,6 +150,8 @@ def test_classifier_choice_is_independent_of_the_run_backbone():
     assert kind == "cnn" and independent and "missing" in why
     kind, why, independent = clf.choose("efficientnet_lite0", "efficientnet_lite0", True)
     assert not independent and why.startswith("NOT independent")
+    assert clf.choose("auto", "alexnet", True)[:1] == ("efficientnet_lite0",)
+    assert clf.choose("alexnet", "alexnet", True)[2] is False
 
 
 def test_logistic_probe_separates_and_does_not_memorize():

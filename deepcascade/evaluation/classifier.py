@@ -47,7 +47,7 @@ def choose(requested: str, run_backbone: str | None, alexnet_available: bool) ->
     if requested == "auto":
         if run_backbone != "efficientnet_lite0":
             kind = "efficientnet_lite0"
-        else:
+        else:  # (a run translating in AlexNet features gets the EfficientNet-Lite0 probe above)
             kind = "alexnet" if alexnet_available else "cnn"
     else:
         kind = requested
