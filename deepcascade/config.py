@@ -66,7 +66,8 @@ class CacheConfig:
     enabled: bool = _f(True, "cache frozen-backbone features on disk (float16 memory maps)")
     levels: list = _f([5, 4, 3], "levels kept in the cache; other levels are computed from images on the fly",
                       factory=True)
-    dir: str = _f("", "cache folder; empty = RUN_DIR/cache")
+    dir: str = _f("", "cache folder; empty = RUN_DIR/cache; ~ and $VARIABLES are expanded. Several nodes: a "
+                      "shared folder is built once (rank 0), a node-local one (e.g. $TMPDIR/cache) once per node")
     crops: int = _f(4, "training crops cached per image (random offsets; the first is centred), each also "
                        "mirrored; every cached feature is exactly the backbone's output on its crop. 1 crop when "
                        "load_size == image_size. Disk: crops x 2 x the features of one image_size image per level",

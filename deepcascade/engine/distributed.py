@@ -8,6 +8,7 @@ DDP's reducer does not support, and an explicit all-reduce keeps every stage's c
 from __future__ import annotations
 
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -34,6 +35,41 @@ def init_from_env(device_type: str) -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
     return True
+
+
+def local_rank() -> int:
+    """This process's rank on its own node (torchrun's LOCAL_RANK); 0 when not launched by torchrun."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if world_size() > 1 else 0
+
+
+def _collective_device() -> torch.device:
+    """Where small collective tensors live: the current GPU under nccl, the CPU under gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def from_rank0(value):
+    """``value`` as rank 0 has it, on every rank (a small picklable object)."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def failing_ranks(failed: bool) -> list[int]:
+    """The ranks whose ``failed`` is true (a collective: every rank calls it and gets the same list)."""
+    if world_size() == 1:
+        return [0] if failed else []
+    t = torch.zeros(world_size(), device=_collective_device())
+    t[rank()] = float(failed)
+    dist.all_reduce(t)
+    return [r for r, v in enumerate(t.tolist()) if v]
+
+
+def host() -> str:
+    return socket.gethostname()
 
 
 def barrier() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -129,7 +130,30 @@ class RunDir:
             self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             logging.getLogger("deepcascade").addHandler(self._handler)
         distributed.barrier()
+        self._check_shared()
         return self
+
+    def _check_shared(self) -> None:
+        """With several ranks, check that each sees the folder rank 0 created (its lock file, with rank 0's pid).
+
+        Rank 0 alone writes checkpoints, snapshots and statistics, and every rank reads them back (resume,
+        skipping finished stages): across nodes the run directory must be on a filesystem they all share, at the
+        same path. Without this check a rank on another node would train a stage rank 0 skips and the group
+        would hang; with it every rank stops with the same message.
+        """
+        if distributed.world_size() == 1:
+            return
+        owner = distributed.from_rank0((distributed.host(), os.getpid()))
+        lock = self.path / ".lock"
+        try:
+            seen = int(lock.read_text(encoding="utf-8").split()[0]) == owner[1]
+        except (OSError, ValueError, IndexError):
+            seen = False
+        missing = distributed.failing_ranks(not seen)
+        if missing:
+            raise UserError(f"run directory {self.path}: rank(s) {', '.join(map(str, missing))} cannot see the "
+                            f"folder rank 0 created on {owner[0]}; with several nodes the run directory must be "
+                            f"on a filesystem every node shares, at the same path (README: Multi-node)")
 
     def _lock(self) -> None:
         self._lock_stack = contextlib.ExitStack()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -103,6 +104,18 @@ def log_clamped_fraction(normalizer: Normalizer, domains: Sequence[DomainFeature
     return result
 
 
+def cache_folder(cfg, run: RunDir) -> Path:
+    """``cache.dir`` with ``~`` and environment variables expanded (``$TMPDIR/dc-cache``: a per-node folder on
+    a multi-node run), or ``RUN/cache`` when empty."""
+    if not cfg.cache.dir:
+        return run.cache_dir
+    path = os.path.expandvars(os.path.expanduser(cfg.cache.dir))
+    if "$" in path:
+        raise UserError(f"cache.dir {cfg.cache.dir!r}: an environment variable in it is not set on this machine "
+                        f"({path!r}); set it or give a plain folder")
+    return Path(path)
+
+
 def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 0, world_size: int = 1,
                     levels: Iterable[int] | None = None, *, batch_size: int = 16, progress: bool = True
                     ) -> tuple[Normalizer, DomainFeatures, DomainFeatures]:
@@ -121,7 +134,7 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
     spec = FeatureSpec(backbone.to(device), d.load_size, d.image_size, device, cfg.engine.precision,
                        cfg.engine.channels_last, cfg.cache.crops)
     cache_levels = sorted(set(int(l) for l in cfg.cache.levels))
-    cache_root = Path(cfg.cache.dir) if cfg.cache.dir else run.cache_dir
+    cache_root = cache_folder(cfg, run)
     norm_path = run.normalization_file
     want = {**spec.identity(), "levels": levels, "load_size": d.load_size, "precision": spec.precision,
             "data_hash": hashlib.sha256((file_list_hash(files["A"]) + file_list_hash(files["B"])).encode()
@@ -161,8 +174,18 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
                 normalizer = normalizer.with_scheme(cfg.normalization.scheme, cfg.normalization.k)
                 normalizer.save(norm_path)
 
-    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    group = world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+    if group:
         torch.distributed.barrier()  # rank 0 has written the caches and the statistics
+        if cfg.cache.enabled:
+            # A node that cannot see rank 0's cache (cache.dir on node-local disk) builds its own copy, once, on
+            # its first process; the features are the same backbone's on the same files. Statistics stay rank 0's.
+            if rank != 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+                for k in files:
+                    if FeatureCache.check(cache_root / k, spec, files[k], cache_levels) is not None:
+                        FeatureCache.build_or_open(cache_root / k, spec, files[k], cache_levels,
+                                                   batch_size=batch_size, progress=progress, workers=workers)
+            torch.distributed.barrier()
 
     if rank != 0:
         if cfg.cache.enabled:
