@@ -138,6 +138,8 @@ class SynthConfig:
     final_level: int = _f(3, "shallowest synthesized level; images come from I_final (3 [paper]: G_2 adds "
                              "little); needs an inversion network there", min=1, max=5)
     steps: int = _f(20000, "optimizer steps per level (VAE steps at level 5, generator steps below)", min=1)
+    vae_steps: int = _f(0, "optimizer steps of the level-5 VAE when they should differ from `steps` (0: `steps`); "
+                           "a VAE step costs a fraction of a generator step with its critic updates", min=0)
     batch_size: int = _f(10, "batch size [paper]", min=1)
     lr: float = _f(1e-4, "Adam learning rate [paper]", min=0.0)
     nz: int = _f(512, "size of the VAE's latent code z_5 [paper]", min=1)

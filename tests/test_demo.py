@@ -24,7 +24,7 @@ def test_demo_quick(tmp_path):
     # progress for files: no carriage-return frames, no escape codes, a few lines per stage
     assert "\r" not in text and "\x1b" not in text
     stages = re.findall(r"^stage (\w+): training steps.*?^stage \1: finished", text, re.S | re.M)
-    assert len(stages) == 6, text
+    assert len(stages) == 12, text  # invert 5-3, deep, cascade 4-3, and the deepVAE of A and of B (5-3)
     for block in re.findall(r"^stage \w+: training steps.*?^stage \w+: finished", text, re.S | re.M):
         lines = block.splitlines()
         status = [l for l in lines if re.match(r"^\w+: \d+/\d+ it ", l)]
@@ -36,10 +36,11 @@ def test_demo_quick(tmp_path):
     assert "index.html" in r.stdout
     html = (out / "index.html").read_text()
     refs = [unquote(h) for h in re.findall(r"src='([^']+)'", html)]
-    assert len(refs) == 3 * 2 * 4  # source, result, strip for 4 test images per direction
-    for ref in refs:
-        assert Image.open(out / ref).size[1] == 64
-    for d in ("a2b", "b2a"):
+    # source, result, strip for 4 test images per direction; a grid and a strip per domain's synthesis panel
+    assert len(refs) == 3 * 2 * 4 + 2 * 2
+    for ref in refs:  # 64 px images and strips; the synthesis grids hold 4 x 4 of them (2 px padding)
+        assert Image.open(out / ref).size[1] == (4 * 66 + 2 if ref.endswith("grid.png") else 64), ref
+    for d in ("a2b", "b2a", "synth_a", "synth_b"):
         assert (out / d / "index.html").is_file()
     report = json.loads((out / "demo.json").read_text())
     assert report["backbone"] == "efficientnet_lite0"
@@ -48,6 +49,13 @@ def test_demo_quick(tmp_path):
             assert 0.0 <= report[d][k] <= 1.0
         assert report[d]["source_share_target"] == 0.0  # sources are cleanly the other domain
     assert (out / "summary.png").is_file()
+    for d in ("a", "b"):  # the synthesis panel: 16 deepVAE samples of each domain, strips I_5 | I_4 | I_3
+        assert len(list((out / f"synth_{d}").glob("sample_*.png"))) == 16
+        assert Image.open(out / f"synth_{d}" / "_levels" / "sample_0000.png").size == (3 * 64, 64)
+        syn = report["synthesis"][d]
+        assert syn["images"] == 16 and 0.0 <= syn["share_own_domain"] <= 1.0
+        assert 0.0 <= syn["reconstruction_share_own_domain"] <= 1.0
+    assert "synth_a/grid.png" in html and "Synthesis (deepVAE" in html
     # the demo evaluates its run: metrics.json, its page, and the figures on the demo's page
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     for d in ("a2b", "b2a"):

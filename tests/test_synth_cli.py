@@ -59,10 +59,10 @@ def data(synthetic_data) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory) -> Path:
-    """I_5, I_4, I_3 (2 steps each, no discriminator) and domain A's deepVAE (levels 5, 4, 3; 3 steps each)."""
+    """I_5, I_4, I_3 (2 steps each, no discriminator) and domain A's deepVAE (4 VAE steps, 3 at levels 4, 3)."""
     tmp = tmp_path_factory.mktemp("synth")
     cfg = write_tiny_config(tmp / "cfg.yaml", data, invert={"levels": [5, 4, 3], "steps": 2, "lambda_adv": 0.0},
-                            synth=SYNTH, engine={"checkpoint_every": 1000})
+                            synth={**SYNTH, "vae_steps": 4}, engine={"checkpoint_every": 1000})
     run = tmp / "run"
     for args in (["--stage", "invert"], ["--stage", "synth", "--domain", "a"]):
         rc, out, err = main_inprocess("train", str(cfg), *args, "--run-dir", str(run))
@@ -72,17 +72,17 @@ def trained(data, tmp_path_factory) -> Path:
 
 
 def test_synth_stages_write_snapshots_samples_and_logs(trained):
-    names = [f"synth_a{l}" for l in (5, 4, 3)]
-    for name in names:
+    for level, steps in ((5, 4), (4, 3), (3, 3)):  # synth.vae_steps at level 5, synth.steps below
+        name = f"synth_a{level}"
         assert (trained / "models" / f"{name}.pt").is_file()
-        assert (trained / "samples" / f"{name}-0000003.png").is_file()
+        assert (trained / "samples" / f"{name}-{steps:07d}.png").is_file()
     assert not list((trained / "models").glob("synth_b*"))
     snap = torch.load(trained / "models" / "synth_a5.pt", map_location="cpu", weights_only=True)
     assert set(snap["nets"]) == {"E", "G"}
     assert snap["arch"]["G"] == {"kind": "VAEDecoder", "args": {"nz": 32, "channels": 512, "size": 2, "gn_groups": 32}}
     stats = [json.loads(line) for line in (trained / "stats.jsonl").read_text().splitlines()]
     vae = [s for s in stats if s["stage"] == "synth_a5"]
-    assert len(vae) == 3 and all({"rec", "kl", "mse", "loss"} <= set(s) for s in vae)  # equation 1's two terms
+    assert len(vae) == 4 and all({"rec", "kl", "mse", "loss"} <= set(s) for s in vae)  # equation 1's two terms
     adv = [s for s in stats if s["stage"] == "synth_a4"]
     assert adv and all({"wasserstein", "gp", "g_adv"} <= set(s) for s in adv)
 

@@ -3,7 +3,8 @@
 Generates the data, trains every stage (statistics and cache, inversion I_5..I_3, level-5 translation,
 cascade levels 4 and 3) at a small size with a step budget sized for about 10 minutes on 2 CPU cores,
 translates the test images both ways with per-level strips, measures how far the translations moved toward
-the target domain, and writes ``OUT/index.html``.
+the target domain, trains a small deepVAE per domain and shows a grid of its samples (the synthesis panel), and
+writes ``OUT/index.html``.
 
 Backbone: VGG-19 ImageNet weights when they can be had (hub cache, ``DEEPCASCADE_VGG19_WEIGHTS``, or a
 download), else the EfficientNet-Lite0 ImageNet weights that ship inside a pip package; the demo says which.
@@ -59,6 +60,23 @@ DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "lambda_adv": 0.0},
                   "cascade": {"critic_width": 128, "predictor_width": 128, "lr": 5e-4}}
 
 
+@dataclass
+class DemoSynth:
+    """Budget of the demo's synthesis panel: one deepVAE per domain (levels 5, 4, 3), trained after translation."""
+
+    vae_steps: int  # level 5 (the VAE: cheap steps, and where the animal's shape and place are decided)
+    steps: int  # per conditional level (4, 3): each is n_critic critic updates and a generator update
+    batch_size: int
+    samples: int  # per domain, shown as a grid on the demo's page
+
+
+# About 2 minutes of the full demo on 2 CPU cores, 30 s of --quick at most (docs/measurements.md, deepVAE).
+SYNTH_PLANS = {False: DemoSynth(200, 50, 8, 16), True: DemoSynth(3, 2, 4, 16)}
+# Narrower critics and z-mappings than the defaults (256), two critic updates per generator update instead of
+# four, and the demo's higher learning rate: a few dozen steps per level, not the paper's thousands.
+SYNTH_SETTINGS = {"critic_width": 128, "mapping_width": 128, "n_critic": 2, "lr": 5e-4}
+
+
 def choose_backbone() -> tuple[str, str]:
     """('vgg19', 'imagenet') when VGG-19 ImageNet weights load, else the packaged EfficientNet-Lite0 weights."""
     from ..backbones import build_backbone
@@ -73,7 +91,7 @@ def choose_backbone() -> tuple[str, str]:
                                   "not found: see the README to add them)")
 
 
-def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str):
+def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str, synth: DemoSynth | None = None):
     from ..config import build_config
 
     return build_config(extra={
@@ -86,6 +104,8 @@ def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str):
         "deep": {"steps": plan.deep_steps, "batch_size": plan.batch_size, **DEMO_OVERRIDES["deep"]},
         "cascade": {"final_level": 3, "steps": plan.cascade_steps, "batch_size": plan.batch_size,
                     **DEMO_OVERRIDES["cascade"]},
+        **({"synth": {"enabled": True, "final_level": 3, "vae_steps": synth.vae_steps, "steps": synth.steps,
+                      "batch_size": synth.batch_size, **SYNTH_SETTINGS}} if synth else {}),
     })
 
 
@@ -133,7 +153,8 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
     if not is_complete(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test):
         print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
         write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)
-    cfg = demo_config(plan, backbone, data_dir, device)
+    synth_plan = SYNTH_PLANS[quick]
+    cfg = demo_config(plan, backbone, data_dir, device, synth_plan)
     run_dir = out / "run"
     print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
     run_training(cfg, run_dir, "all")
@@ -152,6 +173,8 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
     report["balanced_reconstruction"] = (report["a2b"]["reconstruction_share_target"]
                                          + report["b2a"]["reconstruction_share_target"]) / 2
     report["evaluation"] = _evaluate(run_dir, out / "eval", device, translator)
+    report["synthesis"], synth_rows = synthesis_panel(run_dir, out, data_dir, translator, device, seed,
+                                                      synth_plan.samples)
     report["total_seconds"] = round(time.time() - t_start, 1)
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     notes = [f"Backbone: {said}. Image size {plan.image_size} px; cascade 5 -> 4 -> 3; trained in "
@@ -163,11 +186,13 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
                f"sources: {report[d]['source_share_target']:.0%})" for d in ("a2b", "b2a")),
              f"Both directions together: {report['balanced_translated']:.0%} of translations vs "
              f"{report['balanced_reconstruction']:.0%} of reconstructions classified as the target (50% = chance).",
-             "Per-direction pages: a2b/index.html, b2a/index.html. Training samples: run/samples/.",
+             *synthesis_notes(report["synthesis"]),
+             "Per-direction pages: a2b/index.html, b2a/index.html; synthesis: synth_a/index.html, "
+             "synth_b/index.html. Training samples: run/samples/.",
              "deepcascade evaluate (eval/index.html, eval/metrics.json; see docs/evaluation.md):",
              *report["evaluation"]["summary"]]
     write_index(out, "deepcascade demo: zebra-like (A) <-> giraffe-like (B)", ["source", "result", "levels"],
-                rows, notes)
+                rows + synth_rows, notes)
     _summary_png(rows, out / "summary.png")
     return report
 
@@ -184,6 +209,42 @@ def _evaluate(run_dir: Path, out: Path, device: str, translator) -> dict:
         print(f"  {line}")
     keys = ("target_share", "real_accuracy", "silhouette_target_share", "collapse_ratio", "centre_shift")
     return {**{d: {k: metrics[d][k] for k in keys} for d in ("a2b", "b2a")}, "summary": lines}
+
+
+def synthesis_panel(run_dir: Path, out: Path, data_dir: Path, translator, device: str, seed: int, n: int
+                    ) -> tuple[dict, list[dict]]:
+    """``n`` deepVAE samples of each domain into ``out/synth_a`` and ``out/synth_b`` (``deepcascade synthesize``'s
+    folder: images, grid, level strips, page). Returns the share of samples whose silhouette aspect is their own
+    domain's, beside the same share for the I_3 reconstructions of the domain's test images (the inversion's
+    blur alone moves the aspect estimate), and one row per domain for the demo's page: the grid, and the strip
+    I_5 | I_4 | I_3 of the first sample."""
+    import torch
+
+    from ..data.transforms import to_pil, to_tensor
+    from ..inference.synthesize_folder import synthesize_folder
+    from ..inference.synthesizer import Synthesizer
+
+    print("synthesizing new images of each domain with its deepVAE")
+    synth = Synthesizer.from_run(run_dir, device=device)
+    report, rows = {}, []
+    for d in ("a", "b"):
+        res = synthesize_folder(run_dir, out / f"synth_{d}", d, n, seed, save_levels=True, overwrite=True,
+                                synthesizer=synth)  # overwrite: its own outputs of a previous demo run
+        images = [Image.open(r["sample"]).convert("RGB") for r in res["rows"]]
+        real = sorted((data_dir / f"test{d.upper()}").glob("*.png"))[:n]
+        recon = translator.reconstruct_tensor(torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in real]))
+        report[d] = {"images": len(images), "share_own_domain": target_share(images, d.upper()),
+                     "reconstruction_share_own_domain": target_share([to_pil(t) for t in recon], d.upper())}
+        rows.append({"name": f"synthesized {d.upper()} (deepVAE, {n} samples; levels: the first)",
+                     "result": res["grid"], "levels": res["rows"][0]["levels"]})
+    return report, rows
+
+
+def synthesis_notes(report: dict) -> list[str]:
+    return [f"Synthesis (deepVAE of each domain, z_5 -> G_5 -> G_4 -> G_3 -> I_3; docs/method.md section 6): "
+            + "; ".join(f"{report[d]['share_own_domain']:.0%} of the {report[d]['images']} samples of {d.upper()} "
+                        f"have {d.upper()}'s silhouette aspect (I_3 reconstructions of real {d.upper()} test images: "
+                        f"{report[d]['reconstruction_share_own_domain']:.0%})" for d in ("a", "b")) + "."]
 
 
 def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:
