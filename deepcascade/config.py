@@ -38,7 +38,8 @@ class DataConfig:
     test_a: str = _f("", "folder of domain A test images (optional)")
     test_b: str = _f("", "folder of domain B test images (optional)")
     image_size: int = _f(224, "training/inference crop size in pixels; a multiple of the backbone's deepest "
-                               "stride (16 for vgg19 and alexnet (at least 32), 32 for efficientnet_lite0)",
+                               "stride (16 for vgg19, efficientnet_lite0_s16 and alexnet (at least 32), 32 for "
+                               "efficientnet_lite0)",
                          min=16)
     load_size: int = _f(256, "shorter image side is resized to this before cropping; >= image_size, same "
                              "multiple", min=16)
@@ -98,6 +99,8 @@ class InvertConfig:
     lambda_perceptual: float = _f(1.0, "weight of the perceptual loss (backbone features of output vs input)",
                                   min=0.0)
     lambda_adv: float = _f(0.05, "weight of the LSGAN loss of the PatchGAN discriminator", min=0.0)
+    width: int = _f(0, "floor of the width of I_l's first three convs (0: the level's channel count, the "
+                       "paper's rule); for backbones with narrow levels [ours]", min=0)
 
 
 @dataclass

@@ -42,10 +42,11 @@ def build(kind: str, **args) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------- for training
 # The stages call these with widths from their config sections; loading never does (see load_snapshot).
-def inversion_nets(channels: int, stride: int, adversarial: bool = True, trim: int = 0) -> dict[str, nn.Module]:
-    """I_l for a level of ``channels`` at ``stride`` (``trim``: its side is image/stride - trim), plus its
-    PatchGAN discriminator when ``adversarial``."""
-    nets = {"I": build("InversionNet", in_channels=channels, stride=stride, trim=trim)}
+def inversion_nets(channels: int, stride: int, adversarial: bool = True, trim: int = 0, width: int = 0
+                   ) -> dict[str, nn.Module]:
+    """I_l for a level of ``channels`` at ``stride`` (``trim``: its side is image/stride - trim; ``width``: the
+    floor of its first convs' width), plus its PatchGAN discriminator when ``adversarial``."""
+    nets = {"I": build("InversionNet", in_channels=channels, stride=stride, trim=trim, width=width)}
     if adversarial:
         nets["D"] = build("PatchDiscriminator")
     return nets

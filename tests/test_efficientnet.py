@@ -155,3 +155,22 @@ def test_random_weights_without_the_package(monkeypatch):
         fa, fb, fc = a(x), b(x), c(x)
     assert fa[5].shape == (1, 320, 2, 2)
     assert torch.equal(fa[3], fb[3]) and not torch.equal(fa[3], fc[3])
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+def test_stride16_cut_is_the_same_network_one_stage_earlier(relu, cat224):
+    """efficientnet_lite0_s16: level l is the full pyramid's level l - 1 (l >= 2), level 1 the stem; level 5 is
+    4x4 at 64 px; its slices map each level to the next exactly."""
+    full = build_backbone("efficientnet_lite0", "imagenet", relu=relu)
+    s16 = build_backbone("efficientnet_lite0_s16", "imagenet", relu=relu)
+    assert s16.strides == {1: 2, 2: 2, 3: 4, 4: 8, 5: 16}
+    assert s16.channels == {1: 32, **{l: EXPECTED[relu][l - 1] for l in (2, 3, 4, 5)}}
+    x = torch.nn.functional.interpolate(cat224, size=64, mode="area")
+    with torch.no_grad():
+        a, b = full(x, [1, 2, 3, 4]), s16(x)
+        for level in (2, 3, 4, 5):
+            assert torch.equal(b[level], a[level - 1])
+        assert b[1].shape == (1, 32, 32, 32) and b[5].shape == (1, EXPECTED[relu][4], 4, 4)
+        for level in (1, 2, 3, 4):
+            assert (s16.slice(level)(b[level]) - b[level + 1]).abs().max().item() < 1e-4
+    assert len(s16.state_dict()) == 296

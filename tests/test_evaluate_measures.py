@@ -152,6 +152,9 @@ def test_classifier_choice_is_independent_of_the_run_backbone():
     assert not independent and why.startswith("NOT independent")
     assert clf.choose("auto", "alexnet", True)[:1] == ("efficientnet_lite0",)
     assert clf.choose("alexnet", "alexnet", True)[2] is False
+    # the stride-16 cut of EfficientNet-Lite0 is the same network: never judged by a probe on it
+    assert clf.choose("auto", "efficientnet_lite0_s16", False)[:3:2] == ("cnn", True)
+    assert clf.choose("efficientnet_lite0", "efficientnet_lite0_s16", True)[2] is False
 
 
 def test_logistic_probe_separates_and_does_not_memorize():

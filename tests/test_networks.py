@@ -97,6 +97,18 @@ def test_inversion_net_min_channels_and_bad_stride():
             InversionNet(64, bad)
 
 
+def test_inversion_net_width_floor():
+    """invert.width lifts a narrow level's first convs (24 -> 128 -> 128) and the halvings start from there;
+    a level at least that wide is unchanged (the paper's rule)."""
+    net = InversionNet(24, 4, width=128)
+    layers = layer_list(net)
+    assert [l for l in layers if l[0] == "conv"][:3] == [("conv", 24, 128, 3, 1), ("conv", 128, 128, 3, 1),
+                                                         ("conv", 128, 128, 3, 1)]
+    assert [l[1:3] for l in layers if l[0] == "convT"] == [(128, 64), (64, 32)]
+    assert net(torch.randn(2, 24, 16, 16)).shape == (2, 3, 64, 64)
+    assert layer_list(InversionNet(256, 4, width=128)) == layer_list(InversionNet(256, 4))
+
+
 def test_patch_discriminator():
     d = PatchDiscriminator().eval()
     with torch.no_grad():

@@ -13,7 +13,8 @@ log = logging.getLogger("deepcascade")
 # Each entry is a module with ``create(relu) -> Backbone``, ``imagenet_weights() -> (path, description)`` and
 # ``load_weights(net, path)`` (raising UserError when the file does not fit). Add a backbone by adding one.
 # Their static facts (strides, channels, level names) are in ``specs.py``, readable without torch.
-REGISTRY = {"vgg19": "vgg19", "efficientnet_lite0": "efficientnet_lite0", "alexnet": "alexnet"}
+REGISTRY = {"vgg19": "vgg19", "efficientnet_lite0": "efficientnet_lite0",
+            "efficientnet_lite0_s16": "efficientnet_lite0_s16", "alexnet": "alexnet"}
 
 
 def build_backbone(name: str, weights: str = "imagenet", relu: bool = False, seed: int = 0) -> "Backbone":

@@ -36,8 +36,8 @@ cascade's per-level translators (one stride-2 transposed conv from level l+1 to 
 (one transposed conv per halving) therefore apply unchanged. Level 5 is the last block before the classifier
 head, the most semantic feature, the analogue of conv_5_1. The cost is a coarse level 5: ``image // 32``, so
 level 5 is 7x7 at 224 px, 4x4 at 128 px, and **128 px is the smallest image size leaving level 5 at least 4x4**
-(32 px gives 1x1). Taking level 5 at stride 16 (stage 5) instead would have made two levels
-share a resolution and broken the one-halving-per-level structure.
+(32 px gives 1x1). ``efficientnet_lite0_s16`` (:class:`EfficientNetLite0S16Pyramid`) is the other choice:
+level 5 at stride 16 (block 10), 4x4 at 64 px, at the cost of two levels (1 and 2) sharing a resolution.
 
 Pre- vs post-ReLU (``relu``). The block outputs above are *linear* (projection conv + BN, plus the residual;
 MobileNetV2's linear bottleneck), so the default ``relu=False`` returns exactly the block outputs the
@@ -90,8 +90,9 @@ STAGES = [
     (1, 3, 1, 6, 192, 320),
 ]
 STEM_CH, HEAD_CH, NUM_CLASSES = 32, 1280, 1000
-# Index in ``_blocks`` of the block whose output is each level.
+# Index in ``_blocks`` of the block whose output is each level (-1: the stem's output).
 LEVEL_BLOCK = {1: 0, 2: 2, 3: 4, 4: 10, 5: 15}
+LEVEL_BLOCK_S16 = {1: -1, 2: 0, 3: 2, 4: 4, 5: 10}
 
 
 class Conv2dSame(nn.Conv2d):
@@ -243,6 +244,7 @@ class EfficientNetLite0Pyramid(Backbone):
     """
 
     spec = SPECS["efficientnet_lite0"]
+    level_block = LEVEL_BLOCK
 
     def __init__(self, relu: bool = False):
         super().__init__(relu)
@@ -259,17 +261,17 @@ class EfficientNetLite0Pyramid(Backbone):
 
         Built on demand from the shared submodules of ``self.net``, so the state dict has no duplicates.
         """
-        blocks = self.net._blocks
-        first = 0 if level == 1 else LEVEL_BLOCK[level - 1] + 1  # first block of the next stage
+        blocks, at = self.net._blocks, self.level_block
+        first = 0 if level == 1 else at[level - 1] + 1  # first block of the next stage
         mods: list[nn.Module] = [_Stem(self.net)] if level == 1 else []
         if not self.relu:
-            return _FrozenSequential(*mods, *blocks[first: LEVEL_BLOCK[level] + 1]).eval()
+            return _FrozenSequential(*mods, *blocks[first: at[level] + 1]).eval()
         if level > 1:
             mods.append(_Reduce(blocks[first]))  # finish the block whose expansion was level - 1
             first += 1
-        mods += list(blocks[first: LEVEL_BLOCK[level] + 1])
-        if level < 5:
-            mods.append(_Expand(blocks[LEVEL_BLOCK[level] + 1]))
+        mods += list(blocks[first: at[level] + 1])
+        if at[level] + 1 < len(blocks):
+            mods.append(_Expand(blocks[at[level] + 1]))  # (block 0's expansion is the identity)
         else:
             mods.append(_Head(self.net))
         return _FrozenSequential(*mods).eval()
@@ -324,6 +326,23 @@ def build_classifier(weights: str = "imagenet", seed: int = 0) -> EfficientNetLi
     for p in net.parameters():
         p.requires_grad_(False)
     return net
+
+
+class EfficientNetLite0S16Pyramid(EfficientNetLite0Pyramid):
+    """The same network cut at stride 16 (``efficientnet_lite0_s16``): levels stem, block 0, 2, 4, 10 at
+    strides 2, 2, 4, 8, 16 (VGG-19's strides but for level 1), channels 32, 16, 24, 40, 112 (with ``relu``: the
+    stem, then the expansions of blocks 1, 3, 5, 11: 32, 96, 144, 240, 672).
+
+    Why [ours]: level 5 of the full pyramid is image / 32, so keeping the deepest level at least 4x4 (the
+    translators' spatial bottleneck, ``deep.min_bottleneck``) needs 128 px images and a 320-channel level 5;
+    cut at block 10 the deepest level is 4x4 at 64 px with 112 channels, about 8x cheaper per translator conv,
+    and I_3 inverts stride-4 features. It gives up the last resolution's blocks (11-15, the most semantic
+    ones), and levels 1 and 2 share a resolution (the cascade does not use them by default). The demo uses it
+    on a CPU (docs/measurements.md has the figures).
+    """
+
+    spec = SPECS["efficientnet_lite0_s16"]
+    level_block = LEVEL_BLOCK_S16
 
 
 def create(relu: bool) -> "EfficientNetLite0Pyramid":

@@ -79,6 +79,13 @@ SPECS: dict[str, BackboneSpec] = {
         "efficientnet_lite0", "EfficientNet-Lite0, the last block of each resolution (see efficientnet_lite0.py)",
         _levels([(2, 16, 96, "block 0"), (4, 24, 144, "block 2"), (8, 40, 240, "block 4"),
                  (16, 112, 672, "block 10"), (32, 320, 1280, "block 15")])),
+    # The same network cut one stage earlier: level 5 at stride 16 (block 10), so the levels have VGG-19's strides
+    # (level 1, the stem, is at 2 since the stem is strided) and level 5 is 4x4 at 64 px (see efficientnet_lite0.py).
+    "efficientnet_lite0_s16": BackboneSpec(
+        "efficientnet_lite0_s16", "EfficientNet-Lite0 cut at stride 16: the stem, then the last block of each "
+        "resolution up to block 10 (see efficientnet_lite0.py)",
+        _levels([(2, 32, 32, "stem"), (2, 16, 96, "block 0"), (4, 24, 144, "block 2"), (8, 40, 240, "block 4"),
+                 (16, 112, 672, "block 10")])),
     # conv1 (11x11, stride 4, padding 2) gives floor((H - 7) / 4) + 1 and each unpadded 3x3/2 max pool
     # floor((n - 1) / 2): at H = 16k that is exactly H/4 - 1, H/8 - 1, H/16 - 1 (55, 27, 13 at 224 px), each
     # level 2n + 1 wide where the next is n; conv3..conv5 share one resolution (see alexnet.py).

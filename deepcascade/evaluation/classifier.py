@@ -44,14 +44,16 @@ def choose(requested: str, run_backbone: str | None, alexnet_available: bool) ->
     """(kind, why, independent) for ``--classifier requested`` and the translator's backbone (None: unknown)."""
     if requested not in ("auto",) + KINDS:
         raise ValueError(requested)
+    # efficientnet_lite0_s16 is the same network (and weights) cut earlier: the same judge rules apply
+    network = "efficientnet_lite0" if run_backbone == "efficientnet_lite0_s16" else run_backbone
     if requested == "auto":
-        if run_backbone != "efficientnet_lite0":
+        if network != "efficientnet_lite0":
             kind = "efficientnet_lite0"
         else:  # (a run translating in AlexNet features gets the EfficientNet-Lite0 probe above)
             kind = "alexnet" if alexnet_available else "cnn"
     else:
         kind = requested
-    independent = kind != run_backbone  # a probe on the translator's own network is not independent
+    independent = kind != network  # a probe on the translator's own network is not independent
     translator = f"the translator works in {run_backbone} features" if run_backbone else "the method is unknown"
     why = {
         "efficientnet_lite0": f"{translator}; a linear probe on EfficientNet-Lite0's ImageNet features (packaged "

@@ -37,10 +37,14 @@ class InversionNet(nn.Module):
         out_channels: image channels.
         min_channels: floor of the channel halving, so deep upsampling chains keep some width.
         trim: 0, or 1 for levels of side H/stride - 1 (``backbone.spec.levels[level].trim``); needs stride >= 2.
+        width: [ours] the three non-strided convs are ``max(in_channels, width)`` wide (0: ``in_channels``, the
+            paper's rule). The rule was written for VGG-19, whose levels are wide (256 channels at stride 4);
+            a narrow level (EfficientNet-Lite0's 24 channels at stride 4) leaves a decoder of a few thousand
+            weights that can only blur (``invert.width``, figures in docs/measurements.md).
     """
 
     def __init__(self, in_channels: int, stride: int, out_channels: int = 3, min_channels: int = 8,
-                 trim: int = 0):
+                 trim: int = 0, width: int = 0):
         super().__init__()
         if not _is_power_of_two(stride):
             raise ValueError(f"InversionNet: stride must be a power of 2, got {stride!r}")
@@ -48,10 +52,10 @@ class InversionNet(nn.Module):
             raise ValueError(f"InversionNet: trim must be 0, or 1 with a stride of at least 2; got trim {trim!r} "
                              f"at stride {stride}")
         self.in_channels, self.stride, self.out_channels, self.trim = in_channels, stride, out_channels, trim
+        ch = max(in_channels, width)
         layers: list[nn.Module] = []
-        for _ in range(3):  # three non-strided convs N -> N
-            layers += [nn.Conv2d(in_channels, in_channels, 3, 1, 1), nn.LeakyReLU(NEGATIVE_SLOPE)]
-        ch = in_channels
+        for i in range(3):  # three non-strided convs N -> N (N -> width, then width -> width when wider)
+            layers += [nn.Conv2d(in_channels if i == 0 else ch, ch, 3, 1, 1), nn.LeakyReLU(NEGATIVE_SLOPE)]
         for i in range(stride.bit_length() - 1):  # log2(stride) upsamplings to the image resolution
             nxt = max(ch // 2, min(min_channels, ch))
             padding = 0 if (i == 0 and trim) else 1  # n -> 2n + 2 for a trimmed level, else n -> 2n

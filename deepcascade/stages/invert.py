@@ -39,7 +39,7 @@ class InvertStage(Stage):
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         self.nets = inversion_nets(exp.backbone.channels[level], exp.backbone.strides[level], c.lambda_adv > 0,
-                                   trim=exp.backbone.spec.levels[level].trim)
+                                   trim=exp.backbone.spec.levels[level].trim, width=c.width)
         self.optimizers = {k: torch.optim.Adam(v.parameters(), lr=c.lr, betas=(0.5, 0.999))
                            for k, v in self.nets.items()}
         self.compat = {**exp.compat, "level": level}
