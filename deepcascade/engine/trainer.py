@@ -23,6 +23,7 @@ from ..progress import progress
 from ..errors import Interrupted, NonFiniteLoss, TrainingStopped, UserError
 from . import checkpoint as ckpt_io
 from . import distributed
+from .optim import fused_adam
 from .run import RunDir
 
 log = logging.getLogger("deepcascade")
@@ -181,6 +182,9 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
         if eng.channels_last:
             net.to(memory_format=torch.channels_last)
         distributed.broadcast_module(net)
+    if eng.fused_optimizer:
+        for name, opt in list(stage.optimizers.items()):  # the dict the checkpoints save and the steps use
+            stage.optimizers[name] = fused_adam(opt)
     ctx = TrainContext(device, eng.precision, stage.optimizers)
     generator = torch.Generator().manual_seed(stage_seed(eng.seed, stage.name) + distributed.rank())
     start = 0
