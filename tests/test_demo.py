@@ -43,7 +43,7 @@ def test_demo_quick(tmp_path):
     for d in ("a2b", "b2a", "synth_a", "synth_b"):
         assert (out / d / "index.html").is_file()
     report = json.loads((out / "demo.json").read_text())
-    assert report["backbone"] == "efficientnet_lite0"
+    assert report["backbone"] == "efficientnet_lite0_s16"
     for d in ("a2b", "b2a"):
         for k in ("source_share_target", "reconstruction_share_target", "translated_share_target"):
             assert 0.0 <= report[d][k] <= 1.0

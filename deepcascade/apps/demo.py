@@ -43,19 +43,25 @@ class DemoPlan:
 
 
 # load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
-# Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): VGG-19 runs at
-# 64 px (stride 16), EfficientNet-Lite0 (stride 32) at 128 px. Budgets and figures: docs/measurements.md.
+# Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): both backbones run
+# at 64 px with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10). Modes: "quick"
+# (the tests' under-a-minute run), "demo" (about 10 minutes on 2 CPU cores), "long" (``demo --long``: the same
+# recipe with more data and steps, under an hour). Budgets and figures: docs/measurements.md.
 PLANS = {
-    ("vgg19", False): DemoPlan(300, 20, 64, 500, 800, 350, 8),
-    ("efficientnet_lite0", False): DemoPlan(300, 20, 128, 400, 800, 300, 8),
-    ("vgg19", True): DemoPlan(12, 4, 32, 3, 3, 3, 4),
-    ("efficientnet_lite0", True): DemoPlan(12, 4, 64, 3, 3, 3, 4),
+    ("vgg19", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
+    ("efficientnet_lite0_s16", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
+    ("vgg19", "long"): DemoPlan(600, 100, 64, 1000, 4000, 1200, 8),
+    ("efficientnet_lite0_s16", "long"): DemoPlan(600, 100, 64, 1000, 4000, 1200, 8),
+    ("vgg19", "quick"): DemoPlan(12, 4, 32, 3, 3, 3, 4),
+    ("efficientnet_lite0_s16", "quick"): DemoPlan(12, 4, 64, 3, 3, 3, 4),
 }
+MODES = ("quick", "demo", "long")
 # What the demo changes from the paper's defaults so that a few hundred steps show something: narrower
 # critics and AdaIN predictors (512 channels in the paper), higher learning rates (1e-4 in the paper: after
 # 200 steps the inversion is still a blur and the translators have collapsed to one output per domain, see
-# tests/test_deep_stage.py), and no adversarial term for the inversion networks (it doubles their step time).
-DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "lambda_adv": 0.0},
+# tests/test_deep_stage.py), no adversarial term for the inversion networks (it doubles their step time), and
+# inversion networks at least 128 wide (EfficientNet-Lite0's levels are 24-112 channels: see invert.width).
+DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "lambda_adv": 0.0, "width": 128},
                   "deep": {"critic_width": 256, "lr": 5e-4},
                   "cascade": {"critic_width": 128, "predictor_width": 128, "lr": 5e-4}}
 
@@ -71,14 +77,15 @@ class DemoSynth:
 
 
 # About 2 minutes of the full demo on 2 CPU cores, 30 s of --quick at most (docs/measurements.md, deepVAE).
-SYNTH_PLANS = {False: DemoSynth(200, 50, 8, 16), True: DemoSynth(3, 2, 4, 16)}
+SYNTH_PLANS = {"demo": DemoSynth(200, 50, 8, 16), "long": DemoSynth(600, 200, 8, 16), "quick": DemoSynth(3, 2, 4, 16)}
 # Narrower critics and z-mappings than the defaults (256), two critic updates per generator update instead of
 # four, and the demo's higher learning rate: a few dozen steps per level, not the paper's thousands.
 SYNTH_SETTINGS = {"critic_width": 128, "mapping_width": 128, "n_critic": 2, "lr": 5e-4}
 
 
 def choose_backbone() -> tuple[str, str]:
-    """('vgg19', 'imagenet') when VGG-19 ImageNet weights load, else the packaged EfficientNet-Lite0 weights."""
+    """'vgg19' when VGG-19 ImageNet weights load, else 'efficientnet_lite0_s16' (the packaged EfficientNet-Lite0
+    weights, cut at stride 16 so that level 5 is 4x4 at the demo's 64 px), with a sentence saying which."""
     from ..backbones import build_backbone
 
     try:
@@ -86,9 +93,9 @@ def choose_backbone() -> tuple[str, str]:
         return "vgg19", "VGG-19 with ImageNet weights"
     except UserError as e:
         log.info("VGG-19 ImageNet weights not available (%s)", str(e).split(". Put")[0])
-    build_backbone("efficientnet_lite0", "imagenet")
-    return "efficientnet_lite0", ("EfficientNet-Lite0 with its packaged ImageNet weights (VGG-19 weights were "
-                                  "not found: see the README to add them)")
+    build_backbone("efficientnet_lite0_s16", "imagenet")
+    return "efficientnet_lite0_s16", ("EfficientNet-Lite0 with its packaged ImageNet weights, cut at stride 16 "
+                                      "(VGG-19 weights were not found: see the README to add them)")
 
 
 def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str, synth: DemoSynth | None = None):
@@ -134,8 +141,9 @@ def measure(translator, rows: list[dict], target: str) -> dict:
             "translated_share_target": target_share([Image.open(r["result"]).convert("RGB") for r in rows], target)}
 
 
-def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: int = 0) -> dict:
-    """Run the demo into ``out``; returns the measurements (also written to ``out/demo.json``)."""
+def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: int = 0) -> dict:
+    """Run the demo (``mode`` in :data:`MODES`) into ``out``; returns the measurements (also written to
+    ``out/demo.json``)."""
     from ..data.synthetic import is_complete, write_dataset
     from ..inference.translate_folder import translate_folder
     from ..inference.translator import Translator
@@ -148,12 +156,14 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
         raise UserError(f"--out {out} is an existing file; give a directory")
     backbone, said = choose_backbone()
     print(f"backbone: {said}")
-    plan = PLANS[(backbone, quick)]
+    if mode not in MODES:
+        raise UserError(f"demo mode must be one of {', '.join(MODES)}, got {mode!r}")
+    plan = PLANS[(backbone, mode)]
     data_dir = out / "data"
     if not is_complete(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test):
         print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
         write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)
-    synth_plan = SYNTH_PLANS[quick]
+    synth_plan = SYNTH_PLANS[mode]
     cfg = demo_config(plan, backbone, data_dir, device, synth_plan)
     run_dir = out / "run"
     print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
@@ -161,7 +171,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str = "auto", seed: i
     t_train = time.time() - t_start
 
     translator = Translator.from_run(run_dir, device=device)
-    report = {"backbone": backbone, "quick": quick, "image_size": plan.image_size, "train_seconds": round(t_train, 1)}
+    report = {"backbone": backbone, "mode": mode, "image_size": plan.image_size, "train_seconds": round(t_train, 1)}
     rows = []
     for direction, src, target in (("a2b", "testA", "B"), ("b2a", "testB", "A")):
         res = translate_folder(run_dir, data_dir / src, out / direction, direction=direction, save_levels=True,

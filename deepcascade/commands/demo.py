@@ -7,7 +7,10 @@ HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data 
 
 def add_arguments(p):
     p.add_argument("--out", default="demo_out", help="output folder (data, run, translations, index.html)")
-    p.add_argument("--quick", action="store_true", help="a tiny version (under a minute), for tests")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a tiny version (under a minute), for tests")
+    size.add_argument("--long", action="store_true",
+                      help="more data and steps, better translations (under an hour on 2 CPU cores)")
     p.add_argument("--device", default="auto", help="'auto' (GPU when available), 'cpu', 'cuda'")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
 
@@ -15,7 +18,8 @@ def add_arguments(p):
 def run(args) -> int:
     from ..apps.demo import run_demo
 
-    report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed)
+    mode = "quick" if args.quick else "long" if args.long else "demo"
+    report = run_demo(args.out, mode=mode, device=args.device, seed=args.seed)
     out = Path(args.out)
     for d, (src, dst) in (("a2b", ("A", "B")), ("b2a", ("B", "A"))):
         r = report[d]
