@@ -21,7 +21,13 @@ the two alternating batch by batch), their ratio (> 1: deepcascade faster), deep
 in the same run and precision, and the PSNR of the bf16 (fp16) outputs against the fp32 ones (with the
 outputs' standard deviation: random weights give low-contrast images, on which a PSNR is easier to reach than on
 a trained run's; tests/test_precision.py checks the bound on a trained run). With ``--layouts
-both`` the deepcascade path is also timed in channels_last. At the end: the process's peak RSS.
+both`` the deepcascade path is also timed in channels_last. With ``--optimize`` the deepcascade path is also
+timed after graph-level optimization, ResNet-9 staying the eager PyTorch the published code runs: ``jit``
+(``torch.jit.trace`` + ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``: oneDNN conv + ReLU fusion,
+prepacked weights) and ``compile`` (``torch.compile``, inductor with ``freezing``: constant weights prepacked for
+oneDNN, pointwise ops fused into the convolutions; needs a C++ compiler; the compile time is printed). The PSNR
+column then also says how far the optimized graph's output is from plain fp32's. At the end: the process's
+peak RSS.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -133,6 +140,27 @@ def run_once(net, x, device, precision, channels_last):
     return time.perf_counter() - t, y
 
 
+def optimized(net, x, how: str):
+    """``net`` (eval, no grad) after graph-level optimization ``how``: 'none', 'jit' or 'compile'."""
+    if how == "none":
+        return net
+    t = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer warnings
+        if how == "jit":
+            out = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net, x, check_trace=False)))
+        elif how == "compile":
+            import torch._inductor.config as inductor
+
+            inductor.freezing = True
+            out = torch.compile(net)
+        else:
+            raise SystemExit(f"unknown --optimize {how!r}")
+        out(x)  # traces / compiles
+    print(f"     {how}: prepared in {time.perf_counter() - t:.1f} s", flush=True)
+    return out
+
+
 def flops(net, x) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         net(x)
@@ -170,6 +198,8 @@ def main(argv=None) -> int:
                     help="the first is the reference of the PSNR column")
     ap.add_argument("--layouts", default="nchw", choices=["nchw", "both"],
                     help="'both': also time the translate path in channels_last")
+    ap.add_argument("--optimize", nargs="+", default=["none"], choices=["none", "jit", "compile"],
+                    help="graph-level optimizations of the deepcascade path to time (ResNet-9 stays eager)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args(argv)
@@ -180,7 +210,7 @@ def main(argv=None) -> int:
     print(f"device {device}; threads {torch.get_num_threads()}; cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}; batch {args.batch}; "
           f"repeats {args.repeats}")
-    header = (f"{'size':>4} {'prec':>4} {'layout':>6} {'deepcascade img/s':>17} {'ResNet-9 img/s':>14} "
+    header = (f"{'size':>4} {'prec':>4} {'layout':>6} {'graph':>7} {'deepcascade img/s':>17} {'ResNet-9 img/s':>14} "
               f"{'ratio':>5} {'GFLOP/s':>8} {'best conv':>9} {'% conv':>6} {'PSNR dB':>7} {'out std':>7}")
     rows = []
     for size in args.sizes:
@@ -194,11 +224,14 @@ def main(argv=None) -> int:
         reference = None
         for precision in args.precisions:
             conv, conv_where = best_conv_gflops(device, precision, args.batch, args.repeats)
-            for cl in ([False, True] if args.layouts == "both" else [False]):
+            for cl, how in [(cl, how) for cl in ([False, True] if args.layouts == "both" else [False])
+                            for how in args.optimize]:
                 ours.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+                with inference_autocast(device, precision):
+                    net = optimized(ours, x.contiguous(memory_format=torch.channels_last) if cl else x, how)
                 t_ours, t_theirs = [], []
                 for i in range(args.repeats + 1):  # interleaved; batch 0 is the warm-up
-                    dt, y = run_once(ours, x, device, precision, cl)
+                    dt, y = run_once(net, x, device, precision, cl)
                     dt2, _ = run_once(theirs, x, device, precision, False)
                     if i:
                         t_ours.append(dt)
@@ -210,11 +243,12 @@ def main(argv=None) -> int:
                 ips_theirs = args.batch / statistics.median(t_theirs)
                 gf = f_ours / statistics.median(t_ours) / 1e9
                 layout = "NHWC" if cl else "NCHW"
-                row = (f"{size:>4} {precision:>4} {layout:>6} {ips_ours:>17.2f} {ips_theirs:>14.2f} "
+                row = (f"{size:>4} {precision:>4} {layout:>6} {how:>7} {ips_ours:>17.2f} {ips_theirs:>14.2f} "
                        f"{ips_ours / ips_theirs:>5.2f} {gf:>8.0f} {conv:>9.0f} {100 * gf / conv:>5.0f}% "
                        f"{quality:>7.1f} {float(y.std()):>7.3f}")
                 print(row, flush=True)
                 rows.append(row)
+                del net
             print(f"     best {precision} 3x3 conv: {conv_where}")
         ours.to(memory_format=torch.contiguous_format)
         del ours, theirs
