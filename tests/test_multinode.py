@@ -104,6 +104,7 @@ def two_nodes(tmp_path_factory, synthetic_data, tiny_config):
     return tmp, ranks
 
 
+@pytest.mark.slow  # the shared launch: 4 interpreters importing torch, ~35-45 s on 2 busy cores
 def test_two_nodes_joined_one_group(two_nodes):
     tmp, ranks = two_nodes
     assert [r["rank"] for r in ranks] == [0, 1]
@@ -112,6 +113,7 @@ def test_two_nodes_joined_one_group(two_nodes):
     assert "batch 2 per rank x 2 rank(s)" in (tmp / "run" / "log.txt").read_text()
 
 
+@pytest.mark.slow  # the shared launch: 4 interpreters importing torch, ~35-45 s on 2 busy cores
 def test_ranks_end_with_identical_weights(two_nodes):
     tmp, (r0, r1) = two_nodes
     n = 0
@@ -128,6 +130,7 @@ def test_ranks_end_with_identical_weights(two_nodes):
     assert n > 50
 
 
+@pytest.mark.slow  # the shared launch: 4 interpreters importing torch, ~35-45 s on 2 busy cores
 def test_each_node_built_its_own_cache(two_nodes):
     tmp, _ = two_nodes
     for node in (0, 1):
