@@ -45,13 +45,13 @@ class DemoPlan:
 # load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
 # Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): both backbones run
 # at 64 px with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10). Modes: "quick"
-# (the tests' under-a-minute run), "demo" (about 10 minutes on 2 CPU cores), "long" (``demo --long``: the same
-# recipe with more data and steps, under an hour). Budgets and figures: docs/measurements.md.
+# (the tests' under-a-minute run), "demo" (20 CPU minutes measured with one thread), "long" (``demo --long``:
+# the same recipe with twice the data and about three times the steps, estimated at 60 CPU minutes). Budgets and figures: docs/measurements.md.
 PLANS = {
     ("vgg19", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
     ("efficientnet_lite0_s16", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
-    ("vgg19", "long"): DemoPlan(600, 100, 64, 1000, 4000, 1200, 8),
-    ("efficientnet_lite0_s16", "long"): DemoPlan(600, 100, 64, 1000, 4000, 1200, 8),
+    ("vgg19", "long"): DemoPlan(600, 100, 64, 800, 3000, 900, 8),
+    ("efficientnet_lite0_s16", "long"): DemoPlan(600, 100, 64, 800, 3000, 900, 8),
     ("vgg19", "quick"): DemoPlan(12, 4, 32, 3, 3, 3, 4),
     ("efficientnet_lite0_s16", "quick"): DemoPlan(12, 4, 64, 3, 3, 3, 4),
 }
@@ -159,13 +159,15 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     if mode not in MODES:
         raise UserError(f"demo mode must be one of {', '.join(MODES)}, got {mode!r}")
     plan = PLANS[(backbone, mode)]
-    data_dir = out / "data"
+    # each mode keeps its own data and run, so one --out can hold the demo and its --long version
+    suffix = "" if mode == "demo" else f"-{mode}"
+    data_dir = out / f"data{suffix}"
     if not is_complete(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test):
         print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
         write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)
     synth_plan = SYNTH_PLANS[mode]
     cfg = demo_config(plan, backbone, data_dir, device, synth_plan)
-    run_dir = out / "run"
+    run_dir = out / f"run{suffix}"
     print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
     run_training(cfg, run_dir, "all")
     t_train = time.time() - t_start
@@ -198,7 +200,7 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
              f"{report['balanced_reconstruction']:.0%} of reconstructions classified as the target (50% = chance).",
              *synthesis_notes(report["synthesis"]),
              "Per-direction pages: a2b/index.html, b2a/index.html; synthesis: synth_a/index.html, "
-             "synth_b/index.html. Training samples: run/samples/.",
+             f"synth_b/index.html. Training samples: {run_dir.name}/samples/.",
              "deepcascade evaluate (eval/index.html, eval/metrics.json; see docs/evaluation.md):",
              *report["evaluation"]["summary"]]
     write_index(out, "deepcascade demo: zebra-like (A) <-> giraffe-like (B)", ["source", "result", "levels"],
