@@ -192,6 +192,20 @@ def test_cnn_from_scratch_learns_a_texture_difference():
     assert acc >= 0.9
 
 
+def test_cnn_judge_is_the_same_for_the_same_data_and_seed():
+    """Its dropout draws from a seeded RNG of its own: what ran before in the process does not change the judge,
+    and the caller's RNG is left as it was."""
+    a, b = _stripes(8, False, 0), _stripes(8, True, 1)
+    first = clf.train_cnn(a, b, "cpu", seed=0).state_dict()
+    torch.rand(7)  # other work consumed the global RNG in between
+    state = torch.get_rng_state()
+    second = clf.train_cnn(a, b, "cpu", seed=0).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = clf.train_cnn(a, b, "cpu", seed=1).state_dict()
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_accuracy_counts_the_true_domain():
     assert clf.accuracy(np.array([0.9, 0.2, 0.7]), is_b=True) == pytest.approx(2 / 3)
     assert clf.accuracy(np.array([0.9, 0.2, 0.7]), is_b=False) == pytest.approx(1 / 3)

@@ -37,7 +37,7 @@ KINDS = ("efficientnet_lite0", "alexnet", "cnn")
 TRUST_ACCURACY = 0.90
 PROBE_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)  # L2 weights tried by cross-validation (standardized features)
 CNN_MAX_SIZE = 64  # the from-scratch CNN sees images at most this large (a CPU-affordable judge)
-CNN_VERSION = 1  # bump when the CNN or its training changes (invalidates cached models)
+CNN_VERSION = 2  # bump when the CNN or its training changes (invalidates cached models); 2: seeded dropout
 
 
 def choose(requested: str, run_backbone: str | None, alexnet_available: bool) -> tuple[str, str, bool]:
@@ -213,9 +213,15 @@ def train_cnn(pix_a: np.ndarray, pix_b: np.ndarray, device, seed: int = 0, batch
     n = len(pix_a) + len(pix_b)
     steps = int(np.clip(10 * n // batch_size, 20, 2000))
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
+    # The whole fit runs on its own seeded global RNG (the init and the dropout mask draw from it), so the same
+    # data and seed give the same judge whatever ran before in the process, and the caller's RNG is untouched.
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
-        net = SmallCNN().to(device)
+        return _fit_cnn(SmallCNN().to(device), pix_a, pix_b, device, gen, steps, batch_size)
+
+
+def _fit_cnn(net: SmallCNN, pix_a, pix_b, device, gen: torch.Generator, steps: int, batch_size: int) -> SmallCNN:
     opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     half = max(1, batch_size // 2)
