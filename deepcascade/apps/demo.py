@@ -45,8 +45,8 @@ class DemoPlan:
 # load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
 # Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): both backbones run
 # at 64 px with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10). Modes: "quick"
-# (the tests' under-a-minute run), "demo" (20 CPU minutes measured with one thread), "long" (``demo --long``:
-# the same recipe with twice the data and about three times the steps, estimated at 60 CPU minutes). Budgets and figures: docs/measurements.md.
+# (the tests' under-a-minute run), "demo" (13 minutes measured on an idle 2-core CPU), "long" (``demo --long``:
+# the same recipe with twice the data and about three times the steps, estimated at 40 minutes there). Budgets and figures: docs/measurements.md.
 PLANS = {
     ("vgg19", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
     ("efficientnet_lite0_s16", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
