@@ -1,13 +1,14 @@
 """``deepcascade demo``: the whole method on built-in synthetic zebra-like / giraffe-like domains.
 
 Generates the data, trains every stage (statistics and cache, inversion I_5..I_3, level-5 translation,
-cascade levels 4 and 3) at a small size with a step budget sized for about 10 minutes on 2 CPU cores,
+cascade levels 4 and 3) at a small size with a step budget of about 13 minutes on 2 CPU cores,
 translates the test images both ways with per-level strips, measures how far the translations moved toward
 the target domain, trains a small deepVAE per domain and shows a grid of its samples (the synthesis panel), and
 writes ``OUT/index.html``.
 
 Backbone: VGG-19 ImageNet weights when they can be had (hub cache, ``DEEPCASCADE_VGG19_WEIGHTS``, or a
-download), else the EfficientNet-Lite0 ImageNet weights that ship inside a pip package; the demo says which.
+download), else the EfficientNet-Lite0 ImageNet weights that ship inside a pip package, cut at stride 16
+(``efficientnet_lite0_s16``); the demo says which.
 Measurement: :func:`deepcascade.data.synthetic.domain_score` estimates the animal's bounding-box aspect ratio
 (height / width) from pixels; zebra-like A is below 1, giraffe-like B above. The demo reports the share of
 translations scored as the target domain, beside the same share for the untranslated sources.
@@ -46,14 +47,12 @@ class DemoPlan:
 # Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): both backbones run
 # at 64 px with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10). Modes: "quick"
 # (the tests' under-a-minute run), "demo" (13 minutes measured on an idle 2-core CPU), "long" (``demo --long``:
-# the same recipe with twice the data and about three times the steps, estimated at 40 minutes there). Budgets and figures: docs/measurements.md.
+# the same recipe with twice the data and about three times the steps, estimated at 40 minutes there).
+# Budgets and figures: docs/measurements.md.
 PLANS = {
-    ("vgg19", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
-    ("efficientnet_lite0_s16", "demo"): DemoPlan(300, 40, 64, 300, 1000, 300, 8),
-    ("vgg19", "long"): DemoPlan(600, 100, 64, 800, 3000, 900, 8),
-    ("efficientnet_lite0_s16", "long"): DemoPlan(600, 100, 64, 800, 3000, 900, 8),
-    ("vgg19", "quick"): DemoPlan(12, 4, 32, 3, 3, 3, 4),
-    ("efficientnet_lite0_s16", "quick"): DemoPlan(12, 4, 64, 3, 3, 3, 4),
+    "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),
+    "demo": DemoPlan(300, 40, 64, 300, 1000, 300, 8),
+    "long": DemoPlan(600, 100, 64, 800, 3000, 900, 8),
 }
 MODES = ("quick", "demo", "long")
 # What the demo changes from the paper's defaults so that a few hundred steps show something: narrower
@@ -76,7 +75,7 @@ class DemoSynth:
     samples: int  # per domain, shown as a grid on the demo's page
 
 
-# About 2 minutes of the full demo on 2 CPU cores, 30 s of --quick at most (docs/measurements.md, deepVAE).
+# Under a minute of the full demo on 2 CPU cores, 30 s of --quick at most (docs/measurements.md, deepVAE).
 SYNTH_PLANS = {"demo": DemoSynth(200, 50, 8, 16), "long": DemoSynth(600, 200, 8, 16), "quick": DemoSynth(3, 2, 4, 16)}
 # Narrower critics and z-mappings than the defaults (256), two critic updates per generator update instead of
 # four, and the demo's higher learning rate: a few dozen steps per level, not the paper's thousands.
@@ -158,7 +157,7 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     print(f"backbone: {said}")
     if mode not in MODES:
         raise UserError(f"demo mode must be one of {', '.join(MODES)}, got {mode!r}")
-    plan = PLANS[(backbone, mode)]
+    plan = PLANS[mode]
     # each mode keeps its own data and run, so one --out can hold the demo and its --long version
     suffix = "" if mode == "demo" else f"-{mode}"
     data_dir = out / f"data{suffix}"
