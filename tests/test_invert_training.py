@@ -118,3 +118,15 @@ def test_l1_halves_with_the_patchgan_term(data, tmp_path, monkeypatch):
     print(f"lambda_adv=0.05: mean L1 steps 1-{WINDOW} {first:.4f}, steps {steps + 1 - WINDOW}-{steps} "
           f"{last:.4f} (ratio {last / first:.2f})")
     assert last <= 0.5 * first
+
+
+def test_final_steps_apply_to_the_inversion_of_the_final_level_only(tmp_path, tiny_config, synthetic_data, dc):
+    """invert.final_steps trains I_{cascade.final_level} (whose output is the translation) longer than the
+    coarser I_l, which only show the intermediate levels."""
+    cfg = tiny_config(tmp_path / "cfg.yaml", synthetic_data(n=4, size=32, seed=2, n_test=1),
+                      engine={"checkpoint_every": 1},
+                      invert={"levels": [4, 3], "steps": 1, "final_steps": 2, "batch_size": 2, "lambda_adv": 0})
+    r = dc("train", cfg, "--stage", "invert", "--run-dir", tmp_path / "run")
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["invert3-0000001.pt", "invert3-0000002.pt", "invert4-0000001.pt"], names

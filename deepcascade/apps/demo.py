@@ -41,6 +41,8 @@ class DemoPlan:
     deep_steps: int
     cascade_steps: int  # per level (4, 3)
     batch_size: int
+    invert_final_steps: int = 0  # I_3, which makes the translations (0: invert_steps); B->A judged A: 38 % after
+    # 300 steps, 85 % after 1000 (docs/measurements.md)
 
 
 # load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
@@ -51,8 +53,8 @@ class DemoPlan:
 # Budgets and figures: docs/measurements.md.
 PLANS = {
     "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),
-    "demo": DemoPlan(300, 40, 64, 300, 1000, 300, 8),
-    "long": DemoPlan(600, 100, 64, 800, 3000, 900, 8),
+    "demo": DemoPlan(300, 40, 64, 300, 1000, 300, 8, invert_final_steps=1000),
+    "long": DemoPlan(600, 100, 64, 800, 3000, 900, 8, invert_final_steps=3000),
 }
 MODES = ("quick", "demo", "long")
 # What the demo changes from the paper's defaults so that a few hundred steps show something: narrower
@@ -105,7 +107,8 @@ def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str, synt
         "data": {"root": str(data_dir), "image_size": plan.image_size, "load_size": plan.image_size, "workers": 2},
         "backbone": {"name": backbone, "weights": "imagenet"},
         "engine": {"device": device, "checkpoint_every": 100, "log_every": 25, "sample_every": 100},
-        "invert": {"levels": [5, 4, 3], "steps": plan.invert_steps, "batch_size": plan.batch_size,
+        "invert": {"levels": [5, 4, 3], "steps": plan.invert_steps, "final_steps": plan.invert_final_steps,
+                   "batch_size": plan.batch_size,
                    **DEMO_OVERRIDES["invert"]},
         "deep": {"steps": plan.deep_steps, "batch_size": plan.batch_size, **DEMO_OVERRIDES["deep"]},
         "cascade": {"final_level": 3, "steps": plan.cascade_steps, "batch_size": plan.batch_size,

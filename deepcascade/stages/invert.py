@@ -36,7 +36,8 @@ class InvertStage(Stage):
         c = exp.cfg.invert
         self.exp, self.level, self.c = exp, level, c
         self.name = stage_name("invert", level)
-        self.steps = c.steps
+        final = exp.cfg.cascade.final_level
+        self.steps = c.final_steps if c.final_steps and level == final else c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         self.nets = inversion_nets(exp.backbone.channels[level], exp.backbone.strides[level], c.lambda_adv > 0,
                                    trim=exp.backbone.spec.levels[level].trim, width=c.width)
