@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data.images import scan_images
+from ..engine import distributed
 from ..engine.run import RunDir
 from ..errors import UserError
 from .batches import DomainFeatures
@@ -180,7 +181,7 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
         if cfg.cache.enabled:
             # A node that cannot see rank 0's cache (cache.dir on node-local disk) builds its own copy, once, on
             # its first process; the features are the same backbone's on the same files. Statistics stay rank 0's.
-            if rank != 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            if rank != 0 and distributed.local_rank() == 0:
                 for k in files:
                     if FeatureCache.check(cache_root / k, spec, files[k], cache_levels) is not None:
                         FeatureCache.build_or_open(cache_root / k, spec, files[k], cache_levels,

@@ -80,7 +80,7 @@ class _SynthStage(Stage):
         c = exp.cfg.synth
         self.exp, self.c, self.level, self.domain = exp, c, level, domain
         self.name = stage_name("synth", level, domain)
-        self.steps = c.vae_steps or c.steps if level == 5 else c.steps
+        self.steps = (c.vae_steps or c.steps) if level == 5 else c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         self.source = exp.domain_a if domain == "a" else exp.domain_b
         self.nets = synth_nets(exp.backbone, level, exp.cfg.data.image_size, c.nz, c.gn_groups, c.nz_level,
