@@ -99,7 +99,7 @@ def test_synthesize_same_seed_writes_identical_files(trained, tmp_path):
         outs[name] = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     first = outs["first"]
     expected = ({f"sample_{i:04d}.png" for i in range(5)} | {f"_levels/sample_{i:04d}.png" for i in range(5)}
-                | {"grid.png", "interpolation.png", "index.html"})
+                | {"grid.png", "interpolation.png", "index.html", "synthesis.json"})
     assert set(first) == expected
     assert outs["again"] == first
     assert all(outs["other"][f"sample_{i:04d}.png"] != first[f"sample_{i:04d}.png"] for i in range(5))
@@ -180,11 +180,44 @@ def test_synthesize_never_mixes_or_replaces_files_without_overwrite(trained, tmp
     assert main_inprocess(*args)[0] == 0
     before = (out / "sample_0000.png").read_bytes()
     rc, _, err = main_inprocess(*args, "--seed", "1")
-    assert rc == 2 and "already holds 4 of the files" in err and "--overwrite" in err
+    assert rc == 2 and "already holds 5 of the files" in err and "--overwrite" in err
     assert (out / "sample_0000.png").read_bytes() == before
     rc, _, err = main_inprocess(*args, "--seed", "1", "--overwrite")
     assert rc == 0, err
     assert (out / "sample_0000.png").read_bytes() != before
+
+
+def test_evaluate_reads_only_the_samples_of_a_synthesize_folder(trained, data, tmp_path):
+    """`evaluate --fake` on synthesize's folder scores its samples alone: not grid.png, interpolation.png or the
+    _levels/ strips (read as samples, the grid once also set the evaluation size to its own 982 px)."""
+    from deepcascade.inference.synthesis_manifest import synthesis_samples
+
+    out = tmp_path / "syn"
+    rc, _, err = main_inprocess("synthesize", "--run", str(trained), "--domain", "a", "--n", "3", "--out", str(out),
+                                "--save-levels", "--interpolate", "2", "--device", "cpu")
+    assert rc == 0, err[-2000:]
+    assert len([p for p in out.rglob("*.png")]) == 3 + 3 + 2  # samples, strips, grid and interpolation
+    manifest = json.loads((out / "synthesis.json").read_text())
+    assert manifest["samples"] == [f"sample_{i:04d}.png" for i in range(3)] and manifest["domain"] == "a"
+    assert synthesis_samples(out) == [out / f"sample_{i:04d}.png" for i in range(3)]
+
+    def fakes_scored(folder: Path, name: str) -> tuple[int, int]:
+        rc, _, err = main_inprocess("evaluate", "--fake", str(folder), "--real", str(data / "testA"),
+                                    "--train-a", str(data / "trainA"), "--train-b", str(data / "trainB"),
+                                    "--direction", "b2a", "--metrics", "collapse", "--device", "cpu",
+                                    "--out", str(tmp_path / name))
+        assert rc == 0, err[-2000:]
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        return metrics["b2a"]["images"]["fake"], metrics["protocol"]["image_size"]
+
+    assert fakes_scored(out, "ev") == (3, SIZE)
+    # a folder written before the manifest existed is recognised by its layout
+    (out / "synthesis.json").unlink()
+    assert synthesis_samples(out) == [out / f"sample_{i:04d}.png" for i in range(3)]
+    assert fakes_scored(out, "ev_legacy") == (3, SIZE)
+    # any other folder is still read whole (a user's grid.png beside translations stays an image)
+    (out / "index.html").unlink()
+    assert synthesis_samples(out) is None
 
 
 # ----------------------------------------------------------------------------------------- kill and resume

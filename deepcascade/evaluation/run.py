@@ -20,6 +20,7 @@ import torch
 from .. import __version__
 from ..backbones.weights import MissingWeights
 from ..errors import UserError
+from ..inference.synthesis_manifest import MANIFEST, synthesis_samples
 from . import classifier as clf
 from .diversity import collapse_ratio
 from .fidelity import (EXTRACTOR, FID_BOOTSTRAP, KID_SUBSET_SIZE, KID_SUBSETS, FidelityFeatures, fid, kid,
@@ -415,6 +416,23 @@ def _stem_key(name: str) -> str:
     return str(p.with_name(_SUFFIX.sub("", p.stem)))
 
 
+def _decodable(files: list[Path], what: str) -> list[Path]:
+    """``files`` that decode; the others are named in the log (as for any folder of images)."""
+    from ..data.images import ScanReport, verify_image
+
+    rep = ScanReport()
+    for p in files:
+        reason = verify_image(p)
+        if reason is None:
+            rep.good.append(p)
+        else:
+            rep.bad.append((p, reason))
+    rep.log_skipped(what)
+    if not rep.good:
+        raise UserError(f"{what}: no usable image")
+    return rep.good
+
+
 def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None = None, direction: str = "a2b",
                      train_a: str | None = None, train_b: str | None = None, image_size: int | None = None,
                      opts: Options | None = None) -> dict:
@@ -424,12 +442,20 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
     opts = opts or Options()
     if direction not in DOMAINS:
         raise UserError(f"--direction must be a2b or b2a with --fake, got {direction!r}")
+    # A `deepcascade synthesize` folder: its samples only, never grid.png, interpolation.png or _levels/
+    samples = synthesis_samples(fake) if Path(fake).is_dir() else None
     if image_size is None:
-        files = list_images(fake) if Path(fake).is_dir() else []
+        files = samples if samples is not None else list_images(fake) if Path(fake).is_dir() else []
         if not files:
             raise UserError(f"--fake {fake}: no image files")
         image_size = min(load_image(files[0]).size)
-    fakes = ImageSet.from_folder(fake, image_size, f"translations {direction}")
+    if samples is None:
+        fakes = ImageSet.from_folder(fake, image_size, f"translations {direction}")
+    else:
+        log.info("--fake %s: a deepcascade synthesize folder; reading its %d sample(s) alone (%s), not its grids "
+                 "or per-level strips", fake, len(samples), MANIFEST)
+        fakes = ImageSet(_decodable(samples, f"synthesized images ({fake})"), image_size,
+                         f"synthesized images {direction}", fake)
     reals = ImageSet.from_folder(real, image_size, "real target images")
     sources = ImageSet.from_folder(source, image_size, "sources") if source else None
     pairs = [None] * len(fakes)
@@ -446,7 +472,8 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
                   find_meta(source) if source else None)
     protocol = {"mode": "folders", "fake": str(Path(fake).resolve()), "real": str(Path(real).resolve()),
                 "source": str(Path(source).resolve()) if source else None,
-                "reference_split": f"--real {real}", "fakes": "read as given"}
+                "reference_split": f"--real {real}",
+                "fakes": "read as given" if samples is None else f"the samples named by {MANIFEST} (synthesize)"}
     return evaluate([d], ta, tb, out, opts, None, protocol, f"deepcascade evaluate: {Path(fake).name}")
 
 

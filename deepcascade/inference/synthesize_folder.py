@@ -2,8 +2,9 @@
 
 Layout of the output folder: ``sample_0000.png`` ... (one per image), ``grid.png`` (all of them),
 ``_levels/sample_0000.png`` (I_5 | I_4 | I_3 of the same sample) with ``save_levels``, ``interpolation.png``
-with ``interpolate`` steps, ``index.html``. Every file is written atomically; the same seed writes the same
-bytes.
+with ``interpolate`` steps, ``index.html``, and ``synthesis.json`` (written last), which names the samples: what
+``evaluate --fake`` reads of such a folder (``synthesis_manifest.py``). Every file is written atomically; the
+same seed writes the same bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..errors import UserError
 from ..fileio import check_output_location, folder_lock
 from ..outputs.grids import save_grid, save_image_atomic
 from ..outputs.html import GENERATOR_MARK, write_index
+from .synthesis_manifest import MANIFEST, sample_name, write_manifest
 from .synthesizer import Synthesizer
 
 #: rows of the interpolation grid
@@ -49,9 +51,10 @@ def synthesize_folder(run_dir, out_dir, domain: str = "a", n: int = 64, seed: in
     if interpolate == 1 or interpolate < 0:
         raise UserError(f"--interpolate needs at least 2 steps, got {interpolate}")
     out = Path(out_dir)
-    names = [f"sample_{i:04d}.png" for i in range(n)]
+    names = [sample_name(i) for i in range(n)]
     planned = ([out / name for name in names] + ([out / "_levels" / name for name in names] if save_levels else [])
-               + [out / "grid.png", out / "index.html"] + ([out / "interpolation.png"] if interpolate else []))
+               + [out / "grid.png", out / "index.html", out / MANIFEST]
+               + ([out / "interpolation.png"] if interpolate else []))
     check_output_location(out, {"--run": run_dir}, planned + [out / ".lock"])
     with folder_lock(out, "output folder"):
         existing = [p for p in planned if p.exists()]
@@ -92,5 +95,8 @@ def synthesize_folder(run_dir, out_dir, domain: str = "a", n: int = 64, seed: in
             notes.append("levels: " + " | ".join(f"I_{l}(synthesized level {l})" for l in sorted(levels, reverse=True)))
         columns = ["sample"] + (["levels"] if save_levels else [])
         write_index(out, f"deepcascade synthesis: domain {domain.upper()}", columns, pages + rows, notes)
+        # last: a folder whose manifest exists holds every sample it names
+        write_manifest(out, names, run=str(Path(run_dir).resolve()), domain=domain, seed=seed,
+                       temperature=temperature, final_level=final, n=n)
     return {"rows": rows, "written": n, "grid": out / "grid.png",
             "interpolation": out / "interpolation.png" if interpolate else None, "final_level": final}
