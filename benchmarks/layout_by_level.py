@@ -1,0 +1,87 @@
+"""Where a run loses the source's layout and the target's shape, level by level (built-in synthetic data only).
+
+    python benchmarks/layout_by_level.py --run demo_out/run --data demo_out/data
+
+For each direction it prints the silhouette centre shift (mean, and its |dx| and |dy| parts, fractions of the
+image side) and the silhouette target share (``deepcascade.evaluation.layout``) of:
+
+- ``sources``: the test sources' own pixels: the silhouette estimator's error (evaluate's
+  ``centre_shift_floor``);
+- ``I_l(e_l(target))``: the target domain's test images through the inversion of level l, untranslated: how
+  far the inversion alone moves the silhouettes of the kind of image the translation must produce, a floor
+  for the translations inverted from that level;
+- ``T cut at l``: the translation stopped at level l and inverted there (``final_level=l``): level 5 is the
+  deepest translator alone, each further row adds a cascade level.
+
+``evaluate`` reports only the last row (the run's final level). A translation row far above its inversion
+floor points at the translator of that level; a floor close to the target points at the inversion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deepcascade.data import synthetic  # noqa: E402
+from deepcascade.data.transforms import to_pil, to_tensor  # noqa: E402
+from deepcascade.evaluation import layout  # noqa: E402
+from deepcascade.inference.translator import Translator  # noqa: E402
+
+
+def measure(files: list[Path], images: list[Image.Image], meta: dict, target: str) -> str:
+    """One row: shift, |dx|, |dy| against the generator's true boxes of ``files``, and the target share."""
+    size = int(meta["size"])
+    dx, dy, hits = [], [], []
+    for f, im in zip(files, images):
+        domain, index = layout.parse_name(f.name, meta)
+        true = layout.silhouette_box(layout.generator_mask(domain, index, meta, size))
+        est = layout.silhouette_box(synthetic.textured_pixels(im))
+        hits.append(layout.is_target(synthetic.domain_score(im), target))
+        if true is not None and est is not None:
+            dy.append((est[0] - true[0]) / size)
+            dx.append((est[1] - true[1]) / size)
+    dx, dy = np.abs(dx), np.abs(dy)
+    return (f"{np.hypot(dx, dy).mean():6.3f} {dx.mean():6.3f} {dy.mean():6.3f} {np.mean(hits):7.0%}"
+            f"  ({len(dx)} of {len(files)} with a silhouette)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="a trained run folder (cascade trained to its final level)")
+    ap.add_argument("--data", required=True, help="the `prepare synthetic` folder (testA/, testB/, synthetic.json)")
+    ap.add_argument("--n", type=int, default=40, help="test images per domain (default 40)")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    data = Path(args.data)
+    meta = layout.find_meta(data / "testA")
+    if meta is None:
+        sys.exit(f"error: {data}/synthetic.json not found: this measure needs `deepcascade prepare synthetic` data")
+    t = Translator.from_run(args.run, device=args.device)
+    size = int(meta["size"])
+    if t.image_size != size:
+        sys.exit(f"error: the run translates {t.image_size} px images, the data is {size} px")
+    files = {d: sorted((data / f"test{d}").glob("*.png"))[: args.n] for d in "AB"}
+    pixels = {d: [Image.open(f).convert("RGB") for f in fs] for d, fs in files.items()}
+    tensors = {d: torch.stack([to_tensor(im) for im in ims]) for d, ims in pixels.items()}
+    final = t.cascade.final_level
+    print(f"{'direction / row':28s} {'shift':>6s} {'|dx|':>6s} {'|dy|':>6s} {'target':>7s}")
+    for src, tgt, direction in (("A", "B", "a2b"), ("B", "A", "b2a")):
+        print(f"{direction + ': sources':28s}", measure(files[src], pixels[src], meta, tgt))
+        for level in range(5, final - 1, -1):
+            rec = [to_pil(x) for x in t.reconstruct_tensor(tensors[tgt], level=level)]
+            print(f"{f'{direction}: I_{level}(e_{level}(target))':28s}", measure(files[tgt], rec, meta, tgt))
+        for level in range(5, final - 1, -1):
+            out = [to_pil(x) for x in t.translate_tensor(tensors[src], direction, final_level=level)]
+            print(f"{f'{direction}: T cut at {level}':28s}", measure(files[src], out, meta, tgt))
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
