@@ -102,6 +102,9 @@ class InvertConfig:
     lambda_perceptual: float = _f(1.0, "weight of the perceptual loss (backbone features of output vs input)",
                                   min=0.0)
     lambda_adv: float = _f(0.05, "weight of the LSGAN loss of the PatchGAN discriminator", min=0.0)
+    adv_levels: str = _f("all", "inversion networks trained with the PatchGAN term: all, or only that of "
+                                "cascade.final_level, whose output is the translation [ours]",
+                         choices=["all", "final"])
     final_steps: int = _f(0, "optimizer steps of the inversion network of cascade.final_level, whose output is "
                              "the translation (0: invert.steps); the others only show the coarser levels", min=0)
     width: int = _f(0, "floor of the width of I_l's first three convs (0: the level's channel count, the "

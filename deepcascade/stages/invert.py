@@ -30,7 +30,8 @@ def mixed_batch(exp: Experiment, batch_size: int, generator: torch.Generator, le
 
 
 class InvertStage(Stage):
-    """Trains I_level (and its PatchGAN discriminator when ``invert.lambda_adv`` > 0)."""
+    """Trains I_level (and its PatchGAN discriminator when ``invert.lambda_adv`` > 0 applies to the level, see
+    ``invert.adv_levels``)."""
 
     def __init__(self, exp: Experiment, level: int):
         c = exp.cfg.invert
@@ -38,8 +39,11 @@ class InvertStage(Stage):
         self.name = stage_name("invert", level)
         final = exp.cfg.cascade.final_level
         self.steps = c.final_steps if c.final_steps and level == final else c.steps
+        # the discriminator costs about 1.5x the rest of a step on a CPU; ``adv_levels: final`` spends it only
+        # where the output is seen as the translation (docs/measurements.md)
+        self.lambda_adv = c.lambda_adv if c.adv_levels == "all" or level == final else 0.0
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
-        self.nets = inversion_nets(exp.backbone.channels[level], exp.backbone.strides[level], c.lambda_adv > 0,
+        self.nets = inversion_nets(exp.backbone.channels[level], exp.backbone.strides[level], self.lambda_adv > 0,
                                    trim=exp.backbone.spec.levels[level].trim, width=c.width)
         self.optimizers = {k: torch.optim.Adam(v.parameters(), lr=c.lr, betas=(0.5, 0.999))
                            for k, v in self.nets.items()}
@@ -66,7 +70,7 @@ class InvertStage(Stage):
             loss = self.c.lambda_pixel * pixel + self.c.lambda_perceptual * perceptual
             if "D" in self.nets:
                 adv = lsgan_g_loss(self.nets["D"](y))
-                loss = loss + self.c.lambda_adv * adv
+                loss = loss + self.lambda_adv * adv
                 out["g_lsgan"] = adv.detach()
         ctx.optimize("I", loss)
         out.update(loss=loss.detach(), l1=pixel.detach(), perceptual=perceptual.detach())
