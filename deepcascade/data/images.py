@@ -100,6 +100,16 @@ class ScanReport:
     good: list[Path] = field(default_factory=list)
     bad: list[tuple[Path, str]] = field(default_factory=list)
 
+    def check(self, files: list[Path]) -> "ScanReport":
+        """Decode-check ``files``: each goes to ``good`` or, with the reason, to ``bad``."""
+        for p in files:
+            reason = verify_image(p)
+            if reason is None:
+                self.good.append(p)
+            else:
+                self.bad.append((p, reason))
+        return self
+
     def log_skipped(self, what: str) -> None:
         for path, reason in self.bad:
             log.warning("skipped unreadable image %s: %s", path, reason)
@@ -118,15 +128,9 @@ def verify_image(path: Path) -> str | None:
 
 def scan_images(folder: str | Path, what: str, require: bool = True) -> ScanReport:
     """List and decode-check every image under ``folder``; bad ones are named in the log."""
-    rep = ScanReport()
     files = list_images(folder)
-    rep.bad += [(p, "not an image file (unsupported extension)") for p in list_other_files(folder)]
-    for p in files:
-        reason = verify_image(p)
-        if reason is None:
-            rep.good.append(p)
-        else:
-            rep.bad.append((p, reason))
+    rep = ScanReport(bad=[(p, "not an image file (unsupported extension)") for p in list_other_files(folder)])
+    rep.check(files)
     rep.log_skipped(f"{what} ({folder})")
     if require and not rep.good:
         raise UserError(f"{what}: no usable image in {folder} "

@@ -418,15 +418,9 @@ def _stem_key(name: str) -> str:
 
 def _decodable(files: list[Path], what: str) -> list[Path]:
     """``files`` that decode; the others are named in the log (as for any folder of images)."""
-    from ..data.images import ScanReport, verify_image
+    from ..data.images import ScanReport
 
-    rep = ScanReport()
-    for p in files:
-        reason = verify_image(p)
-        if reason is None:
-            rep.good.append(p)
-        else:
-            rep.bad.append((p, reason))
+    rep = ScanReport().check(files)
     rep.log_skipped(what)
     if not rep.good:
         raise UserError(f"{what}: no usable image")
