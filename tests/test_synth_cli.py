@@ -290,3 +290,30 @@ def test_stage_all_trains_the_deepvae_when_enabled(data, tmp_path):
         rc, out, err = main_inprocess("train", str(cfg), "--stage", "all", "--dry-run", "--run-dir", str(tmp_path / "r"))
         assert rc == 0, err
         assert ("#   synth level 5 domain A" in out and "#   synth level 3 domain B" in out) == present
+
+
+def test_evaluate_reads_only_the_translations_of_a_translate_folder(data, tmp_path):
+    """`evaluate --fake` on a `translate` output folder (recognised by its page) skips the _sources/ copies and
+    the _levels/ strips written beside the translations; a folder without our page is read whole."""
+    from PIL import Image
+
+    from deepcascade.outputs.html import write_index
+
+    out = tmp_path / "tr"
+    for sub, names in (("", ["A_test_000000.png", "A_test_000001.png"]), ("_sources", ["A_test_000000.png"]),
+                       ("_levels", ["A_test_000000.png", "A_test_000001.png"])):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            Image.open(data / "testB" / sorted(os.listdir(data / "testB"))[0]).save(out / sub / name)
+    write_index(out, "deepcascade translation a2b", ["result"], [], [])
+
+    def fakes_scored(name: str) -> int:
+        rc, _, err = main_inprocess("evaluate", "--fake", str(out), "--real", str(data / "testB"),
+                                    "--direction", "a2b", "--metrics", "collapse", "--device", "cpu",
+                                    "--out", str(tmp_path / name))
+        assert rc == 0, err[-2000:]
+        return json.loads((tmp_path / name / "metrics.json").read_text())["a2b"]["images"]["fake"]
+
+    assert fakes_scored("ev") == 2
+    (out / "index.html").unlink()
+    assert fakes_scored("ev_plain") == 5

@@ -21,6 +21,7 @@ from .. import __version__
 from ..backbones.weights import MissingWeights
 from ..errors import UserError
 from ..inference.synthesis_manifest import MANIFEST, synthesis_samples
+from ..inference.translate_folder import translation_files
 from . import classifier as clf
 from .diversity import collapse_ratio
 from .fidelity import (EXTRACTOR, FID_BOOTSTRAP, KID_SUBSET_SIZE, KID_SUBSETS, FidelityFeatures, fid, kid,
@@ -438,12 +439,15 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
         raise UserError(f"--direction must be a2b or b2a with --fake, got {direction!r}")
     # A `deepcascade synthesize` folder: its samples only, never grid.png, interpolation.png or _levels/
     samples = synthesis_samples(fake) if Path(fake).is_dir() else None
+    own = translation_files(fake) if samples is None and Path(fake).is_dir() else None
     if image_size is None:
-        files = samples if samples is not None else list_images(fake) if Path(fake).is_dir() else []
+        files = samples or own or (list_images(fake) if Path(fake).is_dir() else [])
         if not files:
             raise UserError(f"--fake {fake}: no image files")
         image_size = min(load_image(files[0]).size)
-    if samples is None:
+    if own is not None:  # a `deepcascade translate` folder: not its _sources/ and _levels/
+        fakes = ImageSet(_decodable(own, f"translations ({fake})"), image_size, f"translations {direction}", fake)
+    elif samples is None:
         fakes = ImageSet.from_folder(fake, image_size, f"translations {direction}")
     else:
         log.info("--fake %s: a deepcascade synthesize folder; reading its %d sample(s) alone (%s), not its grids "

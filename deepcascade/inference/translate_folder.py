@@ -32,6 +32,18 @@ def png_name(rel: Path) -> Path:
     return rel if rel.suffix.lower() == ".png" else rel.with_name(rel.name + ".png")
 
 
+SIDE_FOLDERS = ("_sources", "_levels")  # copies of the inputs and per-level strips, beside the translations
+
+
+def translation_files(folder: str | Path) -> list[Path] | None:
+    """The translations in a ``translate`` output folder (one with a page of ours), without its side folders;
+    None for any other folder."""
+    folder = Path(folder)
+    if not _is_ours(folder / "index.html"):
+        return None
+    return [p for p in list_images(folder) if p.relative_to(folder).parts[0] not in SIDE_FOLDERS]
+
+
 def _is_ours(index: Path) -> bool:
     try:
         return GENERATOR_MARK in index.read_text(encoding="utf-8", errors="replace")[:4096]
