@@ -6,8 +6,8 @@ paper's settings it follows. ``deepcascade config --list-presets`` lists them.
 
 One preset per experiment of the paper (docs/method.md section 7; supplementary sections 2-3) plus AFHQ, where
 today's cat <-> dog numbers are reported, and ``synthetic-synth``: the deepVAE's measured recipe on the built-in
-synthetic domains (not a paper setting; its own header, with the stages to train in order). The experiments differ only in their data: every preset pins the
-settings the supplementary states (section 1.1-1.2), so that a change of a default elsewhere never changes what
+synthetic domains (not a paper setting; its own header, with the stages to train in order). The experiments
+differ only in their data: every preset pins the settings the supplementary states (section 1.1-1.2), so that a change of a default elsewhere never changes what
 a preset reproduces.
 """
 
@@ -117,15 +117,14 @@ def preset_header(name: str) -> list[str]:
     summary, command, notes = PRESET_NOTES[name]
     if name == "default":
         return []
+    head = [f"Preset '{name}': {summary}.", "Make its data (data.root below) with:", f"  {command}", *notes]
     if name == "synthetic-synth":
-        return [f"Preset '{name}': {summary}.", "Make its data (data.root below) with:", f"  {command}", *notes,
-                "Then train and sample (per domain: --domain a, --domain b):",
+        return [*head, "Then train and sample (per domain: --domain a, --domain b):",
                 f"  deepcascade config --preset {name} > {name}.yaml",
                 f"  deepcascade train {name}.yaml --stage invert --run-dir runs/{name}",
                 f"  deepcascade train {name}.yaml --stage synth --run-dir runs/{name}",
                 f"  deepcascade synthesize --run runs/{name} --domain a --n 100 --seed 0 --out out/{name}_a"]
-    lines = [f"Preset '{name}': {summary}.", "Make its data (data.root below) with:", f"  {command}", *notes,
-             *_PAPER_NOTES,
+    lines = [*head, *_PAPER_NOTES,
              "Then train and translate:",
              f"  deepcascade config --preset {name} > {name}.yaml",
              f"  deepcascade train {name}.yaml --stage all --run-dir runs/{name}",

@@ -63,9 +63,10 @@ MODES = ("quick", "demo", "long")
 # tests/test_deep_stage.py), the PatchGAN term only for I_3, whose output is the translation (it makes I_3's
 # steps about 2.7x dearer here, and took B->A's judge share from 88 % to 100 % and the zebra reconstructions'
 # centre shift from 0.082 to 0.034), inversion networks at least 128 wide (EfficientNet-Lite0's levels are
-# 24-112 channels: see invert.width), and the cascade's up-consistency term (cascade.lambda_up: the translated level pushed through the backbone
-# must give back the deeper translation it came from; A->B silhouette share of the level-4 output 85 % -> 97 %)
-# with 64-wide cascade critics (level 3's step 40 % cheaper, the figures within the noise of 40 test images).
+# 24-112 channels: see invert.width), and the cascade's up-consistency term (cascade.lambda_up: the translated
+# level pushed through the backbone must give back the deeper translation it came from; A->B silhouette share of
+# the level-4 output 85 % -> 97 %) with 64-wide cascade critics (level 3's step 40 % cheaper, the figures within
+# the noise of 40 test images).
 DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "width": 128, "adv_levels": "final"},
                   "deep": {"critic_width": 256, "lr": 5e-4},
                   "cascade": {"critic_width": 64, "predictor_width": 128, "lr": 5e-4, "lambda_up": 100.0}}

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data (~15 min on 2 CPU cores)"
+HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data (~26 CPU min, ~17 min on 2 idle cores)"
 
 
 def add_arguments(p):

@@ -87,13 +87,12 @@ def _ours(path: Path) -> bool:
     """True for a report file an earlier ``deepcascade evaluate`` wrote (so it may be rewritten)."""
     import json
 
-    from ..outputs.html import GENERATOR_MARK
+    from ..outputs.html import is_our_page
 
+    if path.suffix == ".html":
+        return is_our_page(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if path.suffix == ".html":
-            return GENERATOR_MARK in text[:4096]
-        data = json.loads(text)
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
         return isinstance(data, dict) and "format" in data and "protocol" in data
     except (OSError, ValueError):
         return False

@@ -437,23 +437,23 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
     opts = opts or Options()
     if direction not in DOMAINS:
         raise UserError(f"--direction must be a2b or b2a with --fake, got {direction!r}")
-    # A `deepcascade synthesize` folder: its samples only, never grid.png, interpolation.png or _levels/
+    # Our own output folders are read without the pictures made beside the results: a `deepcascade synthesize`
+    # folder's samples alone (never grid.png, interpolation.png or _levels/), a `deepcascade translate` folder's
+    # translations alone (never _sources/ or _levels/). Any other folder is read whole.
     samples = synthesis_samples(fake) if Path(fake).is_dir() else None
-    own = translation_files(fake) if samples is None and Path(fake).is_dir() else None
+    listed, what = (samples, "synthesized images") if samples is not None else (
+        translation_files(fake) if Path(fake).is_dir() else None, "translations")
     if image_size is None:
-        files = samples or own or (list_images(fake) if Path(fake).is_dir() else [])
+        files = listed or (list_images(fake) if Path(fake).is_dir() else [])
         if not files:
             raise UserError(f"--fake {fake}: no image files")
         image_size = min(load_image(files[0]).size)
-    if own is not None:  # a `deepcascade translate` folder: not its _sources/ and _levels/
-        fakes = ImageSet(_decodable(own, f"translations ({fake})"), image_size, f"translations {direction}", fake)
-    elif samples is None:
-        fakes = ImageSet.from_folder(fake, image_size, f"translations {direction}")
+    if listed is None:
+        fakes = ImageSet.from_folder(fake, image_size, f"{what} {direction}")
     else:
-        log.info("--fake %s: a deepcascade synthesize folder; reading its %d sample(s) alone (%s), not its grids "
-                 "or per-level strips", fake, len(samples), MANIFEST)
-        fakes = ImageSet(_decodable(samples, f"synthesized images ({fake})"), image_size,
-                         f"synthesized images {direction}", fake)
+        log.info("--fake %s: a deepcascade %s folder; reading its %d %s alone, not the pictures beside them",
+                 fake, "synthesize" if samples is not None else "translate", len(listed), what)
+        fakes = ImageSet(_decodable(listed, f"{what} ({fake})"), image_size, f"{what} {direction}", fake)
     reals = ImageSet.from_folder(real, image_size, "real target images")
     sources = ImageSet.from_folder(source, image_size, "sources") if source else None
     pairs = [None] * len(fakes)
@@ -471,7 +471,9 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
     protocol = {"mode": "folders", "fake": str(Path(fake).resolve()), "real": str(Path(real).resolve()),
                 "source": str(Path(source).resolve()) if source else None,
                 "reference_split": f"--real {real}",
-                "fakes": "read as given" if samples is None else f"the samples named by {MANIFEST} (synthesize)"}
+                "fakes": (f"the samples named by {MANIFEST} (synthesize)" if samples is not None else
+                          "read as given" if listed is None else "the translations of a translate folder, not "
+                          "its _sources/ and _levels/")}
     return evaluate([d], ta, tb, out, opts, None, protocol, f"deepcascade evaluate: {Path(fake).name}")
 
 

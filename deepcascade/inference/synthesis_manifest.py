@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import write_text
-from ..outputs.html import GENERATOR_MARK
+from ..outputs.html import is_our_page
 
 #: the manifest's file name inside a synthesize output folder
 MANIFEST = "synthesis.json"
@@ -63,12 +63,6 @@ def synthesis_samples(folder: str | Path) -> list[Path] | None:
             raise UserError(f"{manifest} lists {len(missing)} sample(s) that are not in {folder} "
                             f"(e.g. {missing[0].name}); synthesize the folder again")
         return files
-    index = folder / "index.html"
-    if (folder / "grid.png").is_file() and (folder / sample_name(0)).is_file() and index.is_file():
-        try:
-            ours = GENERATOR_MARK in index.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            ours = False
-        if ours:
-            return sorted(folder.glob("sample_*.png"))
+    if (folder / "grid.png").is_file() and (folder / sample_name(0)).is_file() and is_our_page(folder / "index.html"):
+        return sorted(folder.glob("sample_*.png"))
     return None

@@ -17,7 +17,7 @@ from ..data.transforms import to_pil
 from ..errors import UserError
 from ..fileio import check_output_location, folder_lock
 from ..outputs.grids import save_grid, save_image_atomic
-from ..outputs.html import GENERATOR_MARK, write_index
+from ..outputs.html import is_our_page, write_index
 from .synthesis_manifest import MANIFEST, sample_name, write_manifest
 from .synthesizer import Synthesizer
 
@@ -60,7 +60,7 @@ def synthesize_folder(run_dir, out_dir, domain: str = "a", n: int = 64, seed: in
         existing = [p for p in planned if p.exists()]
         if existing and not overwrite:
             index = out / "index.html"
-            foreign = index.exists() and GENERATOR_MARK not in index.read_text(encoding="utf-8", errors="replace")
+            foreign = index.exists() and not is_our_page(index)
             raise UserError(f"{out} already holds {len(existing)} of the files this would write (e.g. "
                             f"{existing[0].name}{'; its index.html is not a deepcascade page' if foreign else ''}); "
                             f"pass --overwrite to replace them, or choose another --out")

@@ -12,7 +12,7 @@ from ..data.images import IMAGE_EXTENSIONS, list_images, list_other_files, load_
 from ..data.transforms import to_pil
 from ..errors import UserError
 from ..fileio import check_output_location, folder_lock
-from ..outputs.html import GENERATOR_MARK, write_index
+from ..outputs.html import is_our_page, write_index
 from ..outputs.grids import save_image_atomic
 from .translator import Translator
 
@@ -39,16 +39,9 @@ def translation_files(folder: str | Path) -> list[Path] | None:
     """The translations in a ``translate`` output folder (one with a page of ours), without its side folders;
     None for any other folder."""
     folder = Path(folder)
-    if not _is_ours(folder / "index.html"):
+    if not is_our_page(folder / "index.html"):
         return None
     return [p for p in list_images(folder) if p.relative_to(folder).parts[0] not in SIDE_FOLDERS]
-
-
-def _is_ours(index: Path) -> bool:
-    try:
-        return GENERATOR_MARK in index.read_text(encoding="utf-8", errors="replace")[:4096]
-    except OSError:
-        return False
 
 
 def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=None, save_levels=False,
@@ -83,7 +76,7 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
                                                                                out_dir / ".lock"])
     with folder_lock(out_dir, "output folder"):
         index = out_dir / "index.html"
-        if index.exists() and not overwrite and not _is_ours(index):
+        if index.exists() and not overwrite and not is_our_page(index):
             raise UserError(f"{index} exists and was not written by deepcascade; pass --overwrite to replace it, "
                             f"or choose another --out")
         kept = [] if overwrite else [p for p in files if any(f.exists() for f in planned[p].values())]

@@ -11,6 +11,16 @@ from ..fileio import write_text
 
 GENERATOR_MARK = "<meta name='generator' content='deepcascade'>"  # tells our pages from a user's own files
 
+
+def is_our_page(path: Path) -> bool:
+    """True when ``path`` is an HTML page deepcascade wrote (the mark sits in its head); False for a user's own
+    file, or one that is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return GENERATOR_MARK in f.read(4096)
+    except OSError:
+        return False
+
 _CSS = """body{font-family:sans-serif;margin:1.5em;background:#fafafa;color:#222}
 table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top;text-align:left}
 img{image-rendering:auto;max-width:100%}.name{font-family:monospace;font-size:small;color:#555}
