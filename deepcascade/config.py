@@ -102,6 +102,8 @@ class InvertConfig:
     lambda_perceptual: float = _f(1.0, "weight of the perceptual loss (backbone features of output vs input)",
                                   min=0.0)
     lambda_adv: float = _f(0.05, "weight of the LSGAN loss of the PatchGAN discriminator", min=0.0)
+    disc_width: int = _f(64, "channels of the PatchGAN discriminator's first conv (then 2x, 4x, 8x) [pix2pix]",
+                         min=1)
     adv_levels: str = _f("all", "inversion networks trained with the PatchGAN term: all, or only that of "
                                 "cascade.final_level, whose output is the translation [ours]",
                          choices=["all", "final"])
@@ -123,6 +125,9 @@ class DeepConfig:
     norm: str = _f("l1", "distance of the cycle and identity terms", choices=["l1", "l2"])
     gn_groups: int = _f(32, "GroupNorm groups of the translators", min=1)
     critic_width: int = _f(512, "channels of the level-5 critic's convs", min=1)
+    critic_head: str = _f("flatten", "how the critic turns its last map into a score: flatten (a weight per "
+                                     "position) or mean (convs spanning the map, then its average: judges what, "
+                                     "not where) [ours]", choices=["flatten", "mean"])
     min_bottleneck: int = _f(4, "smallest side of the translators' bottleneck: Table 1's two stride-2 convs keep "
                                 "stride 2 only while the map stays at least this wide (both at the paper's 14x14, "
                                 "none at 4x4) [ours]; 1 = always both, as in the paper", min=1)

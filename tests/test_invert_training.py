@@ -133,15 +133,18 @@ def test_final_steps_apply_to_the_inversion_of_the_final_level_only(tmp_path, ti
 
 
 def test_adv_levels_final_gives_the_patchgan_to_the_final_inversion_only(tmp_path, tiny_config, synthetic_data, dc):
-    """invert.adv_levels: final trains a discriminator for I_{cascade.final_level} alone; "all" for every level."""
+    """invert.adv_levels: final trains a discriminator for I_{cascade.final_level} alone; "all" for every level;
+    invert.disc_width sets its width."""
     data = synthetic_data(n=4, size=32, seed=2, n_test=1)
     for mode, expected in (("final", {4: ["I"], 3: ["D", "I"]}), ("all", {4: ["D", "I"], 3: ["D", "I"]})):
         cfg = tiny_config(tmp_path / f"{mode}.yaml", data, engine={"checkpoint_every": 1},
                           invert={"levels": [4, 3], "steps": 1, "batch_size": 2, "lambda_adv": 0.05,
-                                  "adv_levels": mode})
+                                  "adv_levels": mode, "disc_width": 16})
         run = tmp_path / f"run-{mode}"
         r = dc("train", cfg, "--stage", "invert", "--run-dir", run)
         assert r.returncode == 0, r.stderr[-2000:]
         for level, nets in expected.items():
             ckpt = torch.load(run / "checkpoints" / f"invert{level}-0000001.pt", weights_only=True)
             assert sorted(ckpt["nets"]) == nets, (mode, level)
+            if "D" in nets:
+                assert ckpt["nets"]["D"]["net.0.weight"].shape[0] == 16

@@ -44,7 +44,8 @@ class InvertStage(Stage):
         self.lambda_adv = c.lambda_adv if c.adv_levels == "all" or level == final else 0.0
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         self.nets = inversion_nets(exp.backbone.channels[level], exp.backbone.strides[level], self.lambda_adv > 0,
-                                   trim=exp.backbone.spec.levels[level].trim, width=c.width)
+                                   trim=exp.backbone.spec.levels[level].trim, width=c.width,
+                                   disc_width=c.disc_width)
         self.optimizers = {k: torch.optim.Adam(v.parameters(), lr=c.lr, betas=(0.5, 0.999))
                            for k, v in self.nets.items()}
         self.compat = {**exp.compat, "level": level}
@@ -56,14 +57,14 @@ class InvertStage(Stage):
     def train_step(self, batch, ctx):
         x, target = batch[self.level], batch["image"] * 2 - 1
         inv, out = self.nets["I"], {}
+        with ctx.autocast():
+            y = inv(x)  # one forward serves the discriminator's update (detached) and I_l's
         if "D" in self.nets:
             with ctx.autocast():
-                fake = inv(x).detach()
-                d_loss = lsgan_d_loss(self.nets["D"](target), self.nets["D"](fake))
+                d_loss = lsgan_d_loss(self.nets["D"](target), self.nets["D"](y.detach()))
             ctx.optimize("D", d_loss)
             out["d_lsgan"] = d_loss.detach()
         with ctx.autocast():
-            y = inv(x)
             pixel = F.l1_loss(y.float(), target)
             feats = self.exp.backbone(to_unit(y), [self.level])[self.level]
             perceptual = F.mse_loss(self.exp.normalizer.normalize(feats.float(), self.level), x.float())
