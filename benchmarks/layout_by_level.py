@@ -3,7 +3,9 @@
     python benchmarks/layout_by_level.py --run demo_out/run --data demo_out/data
 
 For each direction it prints the silhouette centre shift (mean, and its |dx| and |dy| parts, fractions of the
-image side) and the silhouette target share (``deepcascade.evaluation.layout``) of:
+image side), the slopes of the silhouette centres' x and y on the sources' true ones (1: the positions keep
+their spread; below 1: pulled towards the middle of the frame) and the silhouette target share
+(``deepcascade.evaluation.layout``) of:
 
 - ``sources``: the test sources' own pixels: the silhouette estimator's error (evaluate's
   ``centre_shift_floor``);
@@ -35,21 +37,30 @@ from deepcascade.evaluation import layout  # noqa: E402
 from deepcascade.inference.translator import Translator  # noqa: E402
 
 
+def slope(true: np.ndarray, est: np.ndarray) -> float:
+    """Least-squares slope of the estimated centres on the true ones: 1 keeps the spread of the positions,
+    below 1 pulls the silhouettes towards the middle of the frame."""
+    return float(np.polyfit(true, est, 1)[0]) if len(true) > 2 and true.std() > 0 else float("nan")
+
+
 def measure(files: list[Path], images: list[Image.Image], meta: dict, target: str) -> str:
-    """One row: shift, |dx|, |dy| against the generator's true boxes of ``files``, and the target share."""
+    """One row: shift, |dx|, |dy| against the generator's true boxes of ``files``, the slopes of the estimated
+    centres' x and y on the true ones, and the target share."""
     size = int(meta["size"])
-    dx, dy, hits = [], [], []
+    true_yx, est_yx, hits = [], [], []
     for f, im in zip(files, images):
         domain, index = layout.parse_name(f.name, meta)
         true = layout.silhouette_box(layout.generator_mask(domain, index, meta, size))
         est = layout.silhouette_box(synthetic.textured_pixels(im))
         hits.append(layout.is_target(synthetic.domain_score(im), target))
         if true is not None and est is not None:
-            dy.append((est[0] - true[0]) / size)
-            dx.append((est[1] - true[1]) / size)
-    dx, dy = np.abs(dx), np.abs(dy)
-    return (f"{np.hypot(dx, dy).mean():6.3f} {dx.mean():6.3f} {dy.mean():6.3f} {np.mean(hits):7.0%}"
-            f"  ({len(dx)} of {len(files)} with a silhouette)")
+            true_yx.append(true[:2])
+            est_yx.append(est[:2])
+    true_yx, est_yx = np.array(true_yx).reshape(-1, 2) / size, np.array(est_yx).reshape(-1, 2) / size
+    dy, dx = np.abs(est_yx - true_yx).T
+    return (f"{np.hypot(dx, dy).mean():6.3f} {dx.mean():6.3f} {dy.mean():6.3f} "
+            f"{slope(true_yx[:, 1], est_yx[:, 1]):6.2f} {slope(true_yx[:, 0], est_yx[:, 0]):6.2f} "
+            f"{np.mean(hits):7.0%}  ({len(dx)} of {len(files)} with a silhouette)")
 
 
 def main() -> None:
@@ -71,7 +82,8 @@ def main() -> None:
     pixels = {d: [Image.open(f).convert("RGB") for f in fs] for d, fs in files.items()}
     tensors = {d: torch.stack([to_tensor(im) for im in ims]) for d, ims in pixels.items()}
     final = t.cascade.final_level
-    print(f"{'direction / row':28s} {'shift':>6s} {'|dx|':>6s} {'|dy|':>6s} {'target':>7s}")
+    print(f"{'direction / row':28s} {'shift':>6s} {'|dx|':>6s} {'|dy|':>6s} {'x slope':>6s} {'y slope':>6s} "
+          f"{'target':>7s}")
     for src, tgt, direction in (("A", "B", "a2b"), ("B", "A", "b2a")):
         print(f"{direction + ': sources':28s}", measure(files[src], pixels[src], meta, tgt))
         for level in range(5, final - 1, -1):

@@ -52,15 +52,15 @@ def inversion_nets(channels: int, stride: int, adversarial: bool = True, trim: i
     return nets
 
 
-def deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int = 512, min_bottleneck: int = 4,
-              critic_head: str = "flatten") -> dict[str, nn.Module]:
+def deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int = 512, min_bottleneck: int = 4
+              ) -> dict[str, nn.Module]:
     """T_AB, T_BA (Table 1, with as many down-samplings as keep a ``min_bottleneck`` wide bottleneck) and the
     critics D_A, D_B on (channels, size, size) level-5 features."""
     down = bottleneck_downsamplings(size, min_bottleneck)
     nets = {f"T_{d}": build("DeepTranslator", channels=channels, gn_groups=gn_groups, downsamplings=down)
             for d in ("AB", "BA")}
-    nets.update({f"D_{d}": build("FeatureCritic", in_channels=channels, in_size=size, width=critic_width,
-                                 head=critic_head) for d in ("A", "B")})
+    nets.update({f"D_{d}": build("FeatureCritic", in_channels=channels, in_size=size, width=critic_width)
+                 for d in ("A", "B")})
     return nets
 
 

@@ -193,29 +193,6 @@ def test_feature_critic_at_conv5():
         assert critic(torch.randn(2, 512, 14, 14)).shape == (2,)
 
 
-
-def test_feature_critic_mean_head_judges_what_not_where():
-    """With circular padding every stride-1 conv commutes with a circular shift of the map: the mean head's
-    score then ignores where the content is, the flatten head's (a weight per position) does not."""
-    torch.manual_seed(0)
-    x = torch.randn(2, 16, 4, 4)
-    shifted = torch.roll(x, shifts=(1, 2), dims=(2, 3))
-    scores = {}
-    for head in ("flatten", "mean"):
-        critic = FeatureCritic(16, 4, width=32, head=head)
-        for m in critic.modules():
-            if isinstance(m, nn.Conv2d):
-                m.padding_mode = "circular"
-        with torch.no_grad():
-            scores[head] = critic(x), critic(shifted)
-    assert torch.allclose(*scores["mean"], atol=1e-5)
-    assert not torch.allclose(*scores["flatten"], atol=1e-3)
-    mean = FeatureCritic(16, 4, width=32, head="mean")
-    assert mean.linear.in_features == 32  # no weight per position
-    assert sum(isinstance(m, nn.Conv2d) for m in mean.modules()) == 3  # receptive field 7 > the 4x4 map
-    with pytest.raises(ValueError, match="head"):
-        FeatureCritic(16, 4, head="max")
-
 # ---------------------------------------------------------------- coarse to fine
 
 

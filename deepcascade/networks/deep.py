@@ -96,9 +96,6 @@ class DeepTranslator(nn.Module):
         return self.out_act(self.conv_out(self.conv_mid(y)))
 
 
-CRITIC_HEADS = ("flatten", "mean")
-
-
 def critic_sizes(in_size: int, min_size: int = 4) -> list[int]:
     """Spatial sizes through the critic's stride-2 convs: [in_size, ..., first size <= min_size]."""
     sizes = [in_size]
@@ -115,31 +112,20 @@ class FeatureCritic(nn.Module):
     and a linear layer. No normalization layers, since the gradient penalty is defined per sample and batch
     statistics would couple the samples (Gulrajani et al.). Global rather than patch-wise, because the shape
     change between domains is non-local. ``in_size`` fixes the linear layer, so inputs must have that size.
-
-    ``head`` [ours]: ``flatten`` (above) gives the linear layer a weight per position of the last map, so the
-    critic can learn where the target domain's animals usually are and push translations there, away from the
-    source's layout. ``mean`` instead adds 3x3 stride-1 convs at the last map until their receptive field spans
-    it (2 at 4x4), then averages the map before the linear layer: the score judges what is in the map, not
-    where (docs/measurements.md, the ablation table).
     """
 
-    def __init__(self, in_channels: int, in_size: int, width: int = 512, min_size: int = 4, head: str = "flatten"):
+    def __init__(self, in_channels: int, in_size: int, width: int = 512, min_size: int = 4):
         super().__init__()
         if in_size < 1 or min_size < 1:
             raise ValueError(f"FeatureCritic: in_size and min_size must be >= 1, got {in_size}, {min_size}")
-        if head not in CRITIC_HEADS:
-            raise ValueError(f"FeatureCritic: head must be one of {CRITIC_HEADS}, got {head!r}")
-        self.in_channels, self.in_size, self.head = in_channels, in_size, head
+        self.in_channels, self.in_size = in_channels, in_size
         sizes = critic_sizes(in_size, min_size)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1), nn.LeakyReLU(NEGATIVE_SLOPE)]
         for _ in sizes[1:]:
             layers += [nn.Conv2d(width, width, 3, 2, 1), nn.LeakyReLU(NEGATIVE_SLOPE)]
-        self.out_size = sizes[-1]
-        if head == "mean":
-            for _ in range(self.out_size // 2):  # each 3x3 conv widens the receptive field by 2 cells
-                layers += [nn.Conv2d(width, width, 3, 1, 1), nn.LeakyReLU(NEGATIVE_SLOPE)]
         self.features = nn.Sequential(*layers)
-        self.linear = nn.Linear(width * (1 if head == "mean" else self.out_size**2), 1)
+        self.out_size = sizes[-1]
+        self.linear = nn.Linear(width * self.out_size**2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of shape (N,), higher for more real-looking features."""
@@ -147,5 +133,4 @@ class FeatureCritic(nn.Module):
             raise ValueError(
                 f"FeatureCritic expects (N, {self.in_channels}, {self.in_size}, {self.in_size}), got {tuple(x.shape)}"
             )
-        h = self.features(x)
-        return self.linear(h.mean((2, 3)) if self.head == "mean" else h.flatten(1)).squeeze(1)
+        return self.linear(self.features(x).flatten(1)).squeeze(1)

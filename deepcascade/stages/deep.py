@@ -65,7 +65,7 @@ class DeepStage(Stage):
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         channels, size, _ = exp.backbone.feature_shape(LEVEL, exp.cfg.data.image_size)
-        self.nets = deep_nets(channels, size, c.gn_groups, c.critic_width, c.min_bottleneck, c.critic_head)
+        self.nets = deep_nets(channels, size, c.gn_groups, c.critic_width, c.min_bottleneck)
         if size < c.min_bottleneck:
             log.warning("level 5 is %dx%d at %d px with %s: smaller than deep.min_bottleneck (%d), so the "
                         "translators have little room to keep the source's layout; use a larger data.image_size",
