@@ -9,6 +9,11 @@ their spread; below 1: pulled towards the middle of the frame) and the silhouett
 
 - ``sources``: the test sources' own pixels: the silhouette estimator's error (evaluate's
   ``centre_shift_floor``);
+- ``quantile transport``: no network: each source's true centre moved, x and y each on its own, to the same
+  quantile of the target domain's training positions. A translator whose outputs are placed like the target
+  domain's real images (what the adversarial loss asks for) cannot keep the centres closer than this where the
+  two domains' positions are spread differently (on the synthetic domains the frame confines the wide zebras
+  horizontally and the tall giraffes vertically);
 - ``I_l(e_l(target))``: the target domain's test images through the inversion of level l, untranslated: how
   far the inversion alone moves the silhouettes of the kind of image the translation must produce, a floor
   for the translations inverted from that level;
@@ -43,24 +48,46 @@ def slope(true: np.ndarray, est: np.ndarray) -> float:
     return float(np.polyfit(true, est, 1)[0]) if len(true) > 2 and true.std() > 0 else float("nan")
 
 
+def true_centre(f: Path, meta: dict) -> tuple[float, float] | None:
+    """(y, x) of the generator's silhouette box of file ``f``, fractions of the side."""
+    size, parsed = int(meta["size"]), layout.parse_name(f.name, meta)
+    box = None if parsed is None else layout.silhouette_box(layout.generator_mask(*parsed, meta, size))
+    return None if box is None else (box[0] / size, box[1] / size)
+
+
+def row(true_yx: np.ndarray, est_yx: np.ndarray, hits: str) -> str:
+    """shift, |dx|, |dy|, the x and y slopes of the estimated centres on the true ones, and ``hits``."""
+    dy, dx = np.abs(est_yx - true_yx).T
+    return (f"{np.hypot(dx, dy).mean():6.3f} {dx.mean():6.3f} {dy.mean():6.3f} "
+            f"{slope(true_yx[:, 1], est_yx[:, 1]):6.2f} {slope(true_yx[:, 0], est_yx[:, 0]):6.2f} {hits}")
+
+
 def measure(files: list[Path], images: list[Image.Image], meta: dict, target: str) -> str:
-    """One row: shift, |dx|, |dy| against the generator's true boxes of ``files``, the slopes of the estimated
-    centres' x and y on the true ones, and the target share."""
+    """One row for ``images`` (made from ``files``): their silhouettes against the generator's true boxes of
+    ``files``, and the target share."""
     size = int(meta["size"])
     true_yx, est_yx, hits = [], [], []
     for f, im in zip(files, images):
-        domain, index = layout.parse_name(f.name, meta)
-        true = layout.silhouette_box(layout.generator_mask(domain, index, meta, size))
+        true = true_centre(f, meta)
         est = layout.silhouette_box(synthetic.textured_pixels(im))
         hits.append(layout.is_target(synthetic.domain_score(im), target))
         if true is not None and est is not None:
-            true_yx.append(true[:2])
-            est_yx.append(est[:2])
-    true_yx, est_yx = np.array(true_yx).reshape(-1, 2) / size, np.array(est_yx).reshape(-1, 2) / size
-    dy, dx = np.abs(est_yx - true_yx).T
-    return (f"{np.hypot(dx, dy).mean():6.3f} {dx.mean():6.3f} {dy.mean():6.3f} "
-            f"{slope(true_yx[:, 1], est_yx[:, 1]):6.2f} {slope(true_yx[:, 0], est_yx[:, 0]):6.2f} "
-            f"{np.mean(hits):7.0%}  ({len(dx)} of {len(files)} with a silhouette)")
+            true_yx.append(true)
+            est_yx.append((est[0] / size, est[1] / size))
+    return row(np.array(true_yx).reshape(-1, 2), np.array(est_yx).reshape(-1, 2),
+               f"{np.mean(hits):7.0%}  ({len(true_yx)} of {len(files)} with a silhouette)")
+
+
+def quantile_transport(src_files: list[Path], train: dict, src: str, tgt: str, meta: dict) -> str:
+    """The row of a translator that moves each source's true centre, x and y each on its own, to the same
+    quantile of the target domain's training positions: the optimum of matching the target's distribution of
+    positions, which differs from the source's where the frame confines the two shapes differently."""
+    true_yx = np.array([c for f in src_files if (c := true_centre(f, meta)) is not None])
+    moved = np.empty_like(true_yx)
+    for k in range(2):
+        q = np.searchsorted(np.sort(train[src][:, k]), true_yx[:, k]) / len(train[src])
+        moved[:, k] = np.quantile(train[tgt][:, k], np.clip(q, 0.0, 1.0))
+    return row(true_yx, moved, "      -  (true centres, no image)")
 
 
 def main() -> None:
@@ -81,11 +108,14 @@ def main() -> None:
     files = {d: sorted((data / f"test{d}").glob("*.png"))[: args.n] for d in "AB"}
     pixels = {d: [Image.open(f).convert("RGB") for f in fs] for d, fs in files.items()}
     tensors = {d: torch.stack([to_tensor(im) for im in ims]) for d, ims in pixels.items()}
+    train = {d: np.array([c for f in sorted((data / f"train{d}").glob("*.png")) if (c := true_centre(f, meta))])
+             for d in "AB"}
     final = t.cascade.final_level
     print(f"{'direction / row':28s} {'shift':>6s} {'|dx|':>6s} {'|dy|':>6s} {'x slope':>6s} {'y slope':>6s} "
           f"{'target':>7s}")
     for src, tgt, direction in (("A", "B", "a2b"), ("B", "A", "b2a")):
         print(f"{direction + ': sources':28s}", measure(files[src], pixels[src], meta, tgt))
+        print(f"{direction + ': quantile transport':28s}", quantile_transport(files[src], train, src, tgt, meta))
         for level in range(5, final - 1, -1):
             rec = [to_pil(x) for x in t.reconstruct_tensor(tensors[tgt], level=level)]
             print(f"{f'{direction}: I_{level}(e_{level}(target))':28s}", measure(files[tgt], rec, meta, tgt))
