@@ -125,6 +125,8 @@ class DeepConfig:
     norm: str = _f("l1", "distance of the cycle and identity terms", choices=["l1", "l2"])
     gn_groups: int = _f(32, "GroupNorm groups of the translators", min=1)
     critic_width: int = _f(512, "channels of the level-5 critic's convs", min=1)
+    lambda_layout: float = _f(0.0, "weight of the layout term: the centre of the translation's feature energy must "
+                                   "stay at the source's (losses.layout_loss) [ours]", min=0.0)
     min_bottleneck: int = _f(4, "smallest side of the translators' bottleneck: Table 1's two stride-2 convs keep "
                                 "stride 2 only while the map stays at least this wide (both at the paper's 14x14, "
                                 "none at 4x4) [ours]; 1 = always both, as in the paper", min=1)

@@ -59,7 +59,7 @@ class Domains:
 def deep_config(**overrides):
     """The fields of the ``deep`` config section that train_step reads, at the paper's values."""
     return types.SimpleNamespace(**{"lambda_gp": 10.0, "lambda_cycle": 100.0, "lambda_identity": 100.0,
-                                    "norm": "l1", "n_critic": N_CRITIC, **overrides})
+                                    "lambda_layout": 0.0, "norm": "l1", "n_critic": N_CRITIC, **overrides})
 
 
 def mean_distance(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -159,6 +159,17 @@ def test_train_step_uses_n_critic_critic_updates():
     assert step(opts["D"]) == 3 and step(opts["G"]) == 1
     # the critics are trainable again after the generator update
     assert all(p.requires_grad for n in ("D_A", "D_B") for p in nets[n].parameters())
+
+
+def test_layout_term_enters_the_generator_loss_with_its_weight():
+    torch.manual_seed(0)
+    nets = deep_nets(C, S, gn_groups=8, critic_width=16)
+    a, b = (x[0] for x in batches(Domains(1), torch.Generator().manual_seed(0), 0, 4))
+    without = deep_stage.generator_losses(nets, a, b, deep_config())
+    with_term = deep_stage.generator_losses(nets, a, b, deep_config(lambda_layout=50.0))
+    assert "layout" not in without and with_term["layout"].item() > 0
+    expected = without["loss"] + 50.0 * with_term["layout"]
+    assert torch.allclose(with_term["loss"], expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

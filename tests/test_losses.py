@@ -13,8 +13,10 @@ from deepcascade.losses import (
     feature_distance,
     gradient_penalty,
     identity_loss,
+    layout_loss,
     lsgan_d_loss,
     lsgan_g_loss,
+    saliency_centre,
     wgan_critic_loss,
     wgan_generator_loss,
 )
@@ -219,3 +221,32 @@ def test_lsgan_losses():
     assert lsgan_d_loss(half, half).item() == pytest.approx(0.5 * 0.25 + 0.5 * 0.25)
     assert lsgan_g_loss(torch.tensor([3.0, -1.0])).item() == pytest.approx((4 + 4) / 2)
     assert lsgan_d_loss(half.half(), half.half()).dtype == torch.float32
+
+
+def test_saliency_centre_finds_the_energetic_cell_and_the_power_resists_the_background():
+    g = torch.Generator().manual_seed(0)
+    f = 0.3 * torch.randn(2, 8, 4, 4, generator=g)  # background: weaker features everywhere
+    f[0, :, 1, 2] += 1.0  # sample 0: the animal in row 1, column 2
+    f[1, :, 3, 0] -= 1.0  # sample 1: row 3, column 0 (the sign does not matter)
+    want = torch.tensor([[1.5 / 4, 2.5 / 4], [3.5 / 4, 0.5 / 4]])
+    sharp, flat = saliency_centre(f), saliency_centre(f, power=1.0)
+    assert (sharp - want).abs().max() < 0.03
+    assert (flat - want).abs().max() > 0.05  # without the power the background drags the centre to the middle
+
+
+def test_layout_loss_is_zero_for_kept_centres_and_grows_with_the_move():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(3, 8, 4, 4, generator=g), torch.randn(3, 8, 4, 4, generator=g)
+    assert layout_loss(a, b, a, b).item() == 0.0
+    assert layout_loss(a, b, 2 * a, -b).item() < 1e-6  # another scale or sign, the same place
+
+
+    def animal_at(col):
+        f = 0.2 * torch.randn(3, 8, 4, 4, generator=torch.Generator().manual_seed(2))
+        f[:, :, 2, col] += 1.0
+        return f
+
+    source = animal_at(0)
+    one, two = (layout_loss(source, b, animal_at(col), b).item() for col in (1, 2))
+    # the mean over (y, x) of |the move|: a cell is a quarter of the side, and y does not move
+    assert abs(one - 0.25 / 2) < 0.01 and abs(two - 0.5 / 2) < 0.02

@@ -12,7 +12,7 @@ import torch
 
 from ..engine.run import stage_name
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
-from ..losses import cycle_loss, identity_loss, wgan_critic_loss, wgan_generator_loss
+from ..losses import cycle_loss, identity_loss, layout_loss, wgan_critic_loss, wgan_generator_loss
 from ..models import deep_nets
 from ..outputs.grids import feature_preview, save_grid, to_unit
 from .adversarial import adversarial_step, make_optimizers
@@ -35,7 +35,8 @@ def critic_step(nets: dict, a: torch.Tensor, b: torch.Tensor, lambda_gp: float, 
 
 
 def generator_losses(nets: dict, a: torch.Tensor, b: torch.Tensor, c) -> dict:
-    """Adversarial + lambda_cycle * cycle + lambda_identity * identity, for both directions.
+    """Adversarial + lambda_cycle * cycle + lambda_identity * identity (+ lambda_layout * layout), for both
+    directions.
 
     ``c`` is the ``deep`` config section (or anything with its fields).
     """
@@ -45,7 +46,11 @@ def generator_losses(nets: dict, a: torch.Tensor, b: torch.Tensor, c) -> dict:
     cyc = cycle_loss(a, b, t_ba(ab), t_ab(ba), c.norm)
     idt = identity_loss(a, b, t_ba(a), t_ab(b), c.norm)
     total = adv + c.lambda_cycle * cyc + c.lambda_identity * idt
-    return {"loss": total, "g_adv": adv, "cycle": cyc, "identity": idt}
+    out = {"g_adv": adv, "cycle": cyc, "identity": idt}
+    if c.lambda_layout > 0:
+        out["layout"] = layout_loss(a, b, ab, ba)
+        total = total + c.lambda_layout * out["layout"]
+    return {"loss": total, **out}
 
 
 def train_step(nets: dict, batches_a: list, batches_b: list, c, ctx: TrainContext) -> dict:
