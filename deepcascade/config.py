@@ -143,6 +143,8 @@ class CascadeConfig:
     lambda_gp: float = _f(10.0, "WGAN-GP gradient-penalty weight", min=0.0)
     lambda_rec: float = _f(100.0, "teacher-forced reconstruction weight", min=0.0)
     lambda_up: float = _f(0.0, "up-consistency weight through the frozen backbone slice l -> l+1", min=0.0)
+    lambda_layout: float = _f(0.0, "weight of the layout term against the source's level-l features "
+                                   "(losses.layout_loss) [ours]", min=0.0)
     critic_width: int = _f(256, "channels of the level-l critics' convs", min=1)
     predictor_width: int = _f(512, "channels of the AdaIN predictors' strided convs (512 in Table 2)", min=1)
 

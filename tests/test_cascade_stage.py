@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from deepcascade.engine.trainer import TrainContext
+from deepcascade.losses import layout_loss
 from deepcascade.models import level_nets as build_level_nets
 from deepcascade.networks import CascadeModel
 from deepcascade.networks.deep import DeepTranslator
@@ -101,7 +102,8 @@ class ExactDeep(nn.Module):
 
 
 def cascade_config(**overrides):
-    return types.SimpleNamespace(**{"lambda_gp": 10.0, "lambda_rec": 100.0, "lambda_up": 0.0, "n_critic": N_CRITIC,
+    return types.SimpleNamespace(**{"lambda_gp": 10.0, "lambda_rec": 100.0, "lambda_up": 0.0, "lambda_layout": 0.0,
+                                    "n_critic": N_CRITIC,
                                     **overrides})
 
 
@@ -257,6 +259,13 @@ def test_reconstruction_is_zero_for_translators_that_reproduce_the_target_level(
     assert out["up"].item() == pytest.approx(expected_up.item(), rel=1e-5)
     assert out["loss"].item() == pytest.approx(out["g_adv"].item() + 100 * out["rec"].item() + 3 * out["up"].item(),
                                                rel=1e-5, abs=1e-4)
+
+    # the layout term compares the translations' saliency centres with the sources' level-4 ones
+    out = cascade_stage.generator_losses(nets, 4, a, b, in_ab, in_ba, cascade_config(lambda_layout=7.0))
+    assert out["layout"].item() == pytest.approx(layout_loss(a[4], b[4], ab, ba).item(), rel=1e-5)
+    assert out["layout"].item() > 0
+    assert out["loss"].item() == pytest.approx(out["g_adv"].item() + 100 * out["rec"].item()
+                                               + 7 * out["layout"].item(), rel=1e-5, abs=1e-4)
 
 
 def small_cascade(seed: int = 0) -> tuple[CascadeModel, dict, dict]:

@@ -17,7 +17,7 @@ import torch
 from ..engine.run import stage_name
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
 from ..errors import UserError
-from ..losses import feature_distance, wgan_critic_loss, wgan_generator_loss
+from ..losses import feature_distance, layout_loss, wgan_critic_loss, wgan_generator_loss
 from ..models import level_nets
 from ..networks import CascadeModel
 from ..outputs.grids import feature_preview, save_grid, to_unit
@@ -44,7 +44,8 @@ def critic_step(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, lambda_g
 
 
 def generator_losses(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, c, up=None) -> dict:
-    """Adversarial + lambda_rec * teacher-forced reconstruction (+ lambda_up * up-consistency).
+    """Adversarial + lambda_rec * teacher-forced reconstruction (+ lambda_up * up-consistency, + lambda_layout *
+    layout against the source's level-l features).
 
     ``up`` maps normalized level-l features to normalized level-(l+1) features through the frozen
     backbone slice; needed only when ``c.lambda_up > 0``.
@@ -60,6 +61,9 @@ def generator_losses(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, c, 
         consistency = feature_distance(up(ab), in_ab) + feature_distance(up(ba), in_ba)
         total = total + c.lambda_up * consistency
         out["up"] = consistency
+    if c.lambda_layout > 0:
+        out["layout"] = layout_loss(a[level], b[level], ab, ba)
+        total = total + c.lambda_layout * out["layout"]
     out["loss"] = total
     return out
 
