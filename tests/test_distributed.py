@@ -56,7 +56,8 @@ def _train(rank: int, all_reduce: bool) -> dict:
     ctx = TrainContext(torch.device("cpu"), "fp32", make_optimizers(nets, 1e-3))
     data = torch.Generator().manual_seed(1000 + rank)  # different data on each rank
     draw = lambda: torch.tanh(torch.randn(4, C, S, S, generator=data) + (0.5 if rank else -0.5))
-    c = types.SimpleNamespace(lambda_gp=10.0, lambda_cycle=100.0, lambda_identity=100.0, norm="l1", n_critic=1)
+    c = types.SimpleNamespace(lambda_gp=10.0, lambda_cycle=100.0, lambda_identity=100.0, lambda_layout=0.0, norm="l1",
+                              n_critic=1)
     original = distributed.all_reduce_grads
     if not all_reduce:
         distributed.all_reduce_grads = lambda params: None

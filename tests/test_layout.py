@@ -58,7 +58,8 @@ def train_and_correlate(min_bottleneck: int, seed: int = 0) -> float:
     blobs = Blobs(seed + 1)
     nets = deep_nets(C, S, gn_groups=8, critic_width=64, min_bottleneck=min_bottleneck)
     ctx = TrainContext(torch.device("cpu"), "fp32", make_optimizers(nets, LR))
-    c = types.SimpleNamespace(lambda_gp=10.0, lambda_cycle=100.0, lambda_identity=100.0, norm="l1", n_critic=4)
+    c = types.SimpleNamespace(lambda_gp=10.0, lambda_cycle=100.0, lambda_identity=100.0, lambda_layout=0.0, norm="l1",
+                              n_critic=4)
     g = torch.Generator().manual_seed(seed + 2)
     for _ in range(STEPS):
         a = [blobs.sample("a", BATCH, g)[0] for _ in range(c.n_critic + 1)]
