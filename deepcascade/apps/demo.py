@@ -62,11 +62,12 @@ MODES = ("quick", "demo", "long")
 # 200 steps the inversion is still a blur and the translators have collapsed to one output per domain, see
 # tests/test_deep_stage.py), the PatchGAN term only for I_3, whose output is the translation (it took B->A's
 # judge share from 88 % to 100 % and the zebra reconstructions' centre shift from 0.082 to 0.034), with a
-# discriminator half pix2pix's width (32: an I_3 step costs 0.3 s instead of 0.67 s), inversion networks at least 128 wide (EfficientNet-Lite0's levels are
-# 24-112 channels: see invert.width), and the cascade's up-consistency term (cascade.lambda_up: the translated
-# level pushed through the backbone must give back the deeper translation it came from; A->B silhouette share of
-# the level-4 output 85 % -> 97 %) with 64-wide cascade critics (level 3's step 40 % cheaper, the figures within
-# the noise of 40 test images).
+# discriminator half pix2pix's width (32: an I_3 step costs 0.3 s instead of 0.67 s), inversion networks at
+# least 128 wide (EfficientNet-Lite0's levels are 24-112 channels: see invert.width), and the cascade's
+# up-consistency term (cascade.lambda_up: the translated level pushed through the backbone must give back the
+# deeper translation it came from; A->B silhouette share of the level-4 output 85 % -> 97 %) with 64-wide cascade
+# critics (level 3's step 40 % cheaper, the figures within the noise of 40 test images). The layout terms
+# (deep/cascade.lambda_layout) stay off: they lower the centre shift but also A->B's silhouette share.
 DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "width": 128, "adv_levels": "final", "disc_width": 32},
                   "deep": {"critic_width": 256, "lr": 5e-4},
                   "cascade": {"critic_width": 64, "predictor_width": 128, "lr": 5e-4, "lambda_up": 100.0}}
