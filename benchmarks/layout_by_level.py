@@ -108,8 +108,8 @@ def main() -> None:
     files = {d: sorted((data / f"test{d}").glob("*.png"))[: args.n] for d in "AB"}
     pixels = {d: [Image.open(f).convert("RGB") for f in fs] for d, fs in files.items()}
     tensors = {d: torch.stack([to_tensor(im) for im in ims]) for d, ims in pixels.items()}
-    train = {d: np.array([c for f in sorted((data / f"train{d}").glob("*.png")) if (c := true_centre(f, meta))])
-             for d in "AB"}
+    train = {d: np.array([c for f in sorted((data / f"train{d}").glob("*.png"))
+                          if (c := true_centre(f, meta)) is not None]) for d in "AB"}
     final = t.cascade.final_level
     print(f"{'direction / row':28s} {'shift':>6s} {'|dx|':>6s} {'|dy|':>6s} {'x slope':>6s} {'y slope':>6s} "
           f"{'target':>7s}")

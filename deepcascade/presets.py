@@ -7,8 +7,8 @@ paper's settings it follows. ``deepcascade config --list-presets`` lists them.
 One preset per experiment of the paper (docs/method.md section 7; supplementary sections 2-3) plus AFHQ, where
 today's cat <-> dog numbers are reported, and ``synthetic-synth``: the deepVAE's measured recipe on the built-in
 synthetic domains (not a paper setting; its own header, with the stages to train in order). The experiments
-differ only in their data: every preset pins the settings the supplementary states (section 1.1-1.2), so that a change of a default elsewhere never changes what
-a preset reproduces.
+differ only in their data: every preset pins the settings the supplementary states (section 1.1-1.2), so that a
+change of a default elsewhere never changes what a preset reproduces.
 """
 
 from __future__ import annotations

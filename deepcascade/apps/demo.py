@@ -1,7 +1,7 @@
 """``deepcascade demo``: the whole method on built-in synthetic zebra-like / giraffe-like domains.
 
 Generates the data, trains every stage (statistics and cache, inversion I_5..I_3, level-5 translation,
-cascade levels 4 and 3) at a small size with a step budget of about 26 CPU minutes (one thread),
+cascade levels 4 and 3) at a small size with a step budget of about 17 CPU minutes (one thread),
 translates the test images both ways with per-level strips, measures how far the translations moved toward
 the target domain, trains a small deepVAE per domain and shows a grid of its samples (the synthesis panel), and
 writes ``OUT/index.html``.
@@ -48,8 +48,8 @@ class DemoPlan:
 # load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
 # Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): both backbones run
 # at 64 px with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10). Modes: "quick"
-# (the tests' under-a-minute run), "demo" (about 26 CPU minutes), "long" (``demo --long``: the same recipe with
-# twice the data, 2.5 times the level-5 steps and twice the cascade steps; about 45 CPU minutes).
+# (the tests' under-a-minute run), "demo" (about 17 CPU minutes), "long" (``demo --long``: the same recipe with
+# twice the data, 2.5 times the level-5 steps and twice the cascade steps; about 36 CPU minutes).
 # Budgets and figures: docs/measurements.md.
 PLANS = {
     "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data (~26 CPU min, ~17 min on 2 idle cores)"
+HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data (~15 min on 2 idle CPU cores)"
 
 
 def add_arguments(p):
@@ -10,7 +10,7 @@ def add_arguments(p):
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a tiny version (under a minute), for tests")
     size.add_argument("--long", action="store_true",
-                      help="twice the data, more steps (about 45 CPU minutes: the quality figures in the README)")
+                      help="twice the data, more steps (about 36 CPU minutes: the quality figures in the README)")
     p.add_argument("--device", default="auto", help="'auto' (GPU when available), 'cpu', 'cuda'")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
 

@@ -440,11 +440,12 @@ def evaluate_folders(fake: str, real: str, out: str | Path, source: str | None =
     # Our own output folders are read without the pictures made beside the results: a `deepcascade synthesize`
     # folder's samples alone (never grid.png, interpolation.png or _levels/), a `deepcascade translate` folder's
     # translations alone (never _sources/ or _levels/). Any other folder is read whole.
-    samples = synthesis_samples(fake) if Path(fake).is_dir() else None
-    listed, what = (samples, "synthesized images") if samples is not None else (
-        translation_files(fake) if Path(fake).is_dir() else None, "translations")
+    is_dir = Path(fake).is_dir()
+    samples = synthesis_samples(fake) if is_dir else None
+    listed = samples if samples is not None else translation_files(fake) if is_dir else None
+    what = "synthesized images" if samples is not None else "translations"
     if image_size is None:
-        files = listed or (list_images(fake) if Path(fake).is_dir() else [])
+        files = listed or (list_images(fake) if is_dir else [])
         if not files:
             raise UserError(f"--fake {fake}: no image files")
         image_size = min(load_image(files[0]).size)

@@ -63,6 +63,7 @@ def synthesis_samples(folder: str | Path) -> list[Path] | None:
             raise UserError(f"{manifest} lists {len(missing)} sample(s) that are not in {folder} "
                             f"(e.g. {missing[0].name}); synthesize the folder again")
         return files
-    if (folder / "grid.png").is_file() and (folder / sample_name(0)).is_file() and is_our_page(folder / "index.html"):
+    if ((folder / "grid.png").is_file() and (folder / sample_name(0)).is_file()
+            and is_our_page(folder / "index.html")):
         return sorted(folder.glob("sample_*.png"))
     return None
