@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(module_tmp):
     """A random torchvision AlexNet saved with full-model keys (as torchvision's file) and features-only keys."""
-    d = tmp_path_factory.mktemp("alexnet_weights")
+    d = module_tmp("alexnet_weights")
     torch.manual_seed(7)
     net = alexnet().eval()
     return (net, *save_torchvision_weights(net, d, "alexnet"))

@@ -71,8 +71,8 @@ def worker(cfg_path: str, run_dir: str, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory, synthetic_data, tiny_config):
-    tmp = tmp_path_factory.mktemp("ddp")
+def ddp_run(module_tmp, synthetic_data, tiny_config):
+    tmp = module_tmp("ddp")
     tiny_config(tmp / "cfg.yaml", synthetic_data(n=8, size=32, seed=0, n_test=2), name="ddp",
                 engine={"checkpoint_every": 100}, invert={"levels": [3], "steps": STEPS, "batch_size": BATCH})
     out = tmp / "out"

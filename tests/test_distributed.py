@@ -121,10 +121,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
+def ranks(module_tmp):
     import torch.multiprocessing as mp
 
-    out = tmp_path_factory.mktemp("ranks")
+    out = module_tmp("ranks")
     ctx = mp.get_context("spawn")
     port = _free_port()
     procs = [ctx.Process(target=_worker, args=(r, port, str(out))) for r in range(WORLD)]

@@ -156,14 +156,14 @@ def data(synthetic_data) -> Path:
 
 
 @pytest.fixture(scope="module")
-def basic_run(data, tmp_path_factory):
+def basic_run(data, module_tmp):
     """6 steps with a checkpoint every step, the newest 2 kept, a sample grid every 3 steps.
 
     ``atomic_save`` is spied on, to know which checkpoints were written (and then rotated away).
     """
     from deepcascade.engine import checkpoint as ckpt_io
 
-    tmp = tmp_path_factory.mktemp("basic")
+    tmp = module_tmp("basic")
     cfg = write_config(tmp / "cfg.yaml", data, engine={"checkpoint_every": 1, "keep_checkpoints": 2,
                                                         "sample_every": 3})
     written = []

@@ -22,10 +22,10 @@ ALEXNET = "alexnet-owt-7be5be79.pth"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(module_tmp):
     """Synthetic data (8 training, 5 test images per domain, 64 px) and 'translations' that are copies of the
     A test images under CycleGAN's output names (an identity translator)."""
-    root = tmp_path_factory.mktemp("evaldata")
+    root = module_tmp("evaldata")
     write_dataset(root / "d", n=8, size=64, seed=3, n_test=5, progress=False)
     fake = root / "fake"
     fake.mkdir()

@@ -90,8 +90,8 @@ def numpy_kid(a, b):
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fidelity")
+def folders(module_tmp):
+    root = module_tmp("fidelity")
     return _folder(root / "fake", 12, 1, 20.0), _folder(root / "real", 12, 2, 0.0)
 
 

@@ -36,9 +36,9 @@ def assert_user_error(r, *words):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, synthetic_data, tiny_config):
+def run(module_tmp, synthetic_data, tiny_config):
     """A tiny finished run: I_5 and the level-5 translators only (cascade.final_level 5)."""
-    root = tmp_path_factory.mktemp("faults")
+    root = module_tmp("faults")
     data = synthetic_data(n=4, size=SIZE, seed=1, n_test=2)
     (root / "data").symlink_to(data, target_is_directory=True)  # the tests below read root / "data"
     cfg = tiny_config(root / "cfg.yaml", root / "data", name="faults",
@@ -176,8 +176,8 @@ def test_failed_cache_write_is_reported_and_never_complete(tmp_path, monkeypatch
 
 # ---------------------------------------------------------------------------------------- translate inputs
 @pytest.fixture(scope="module")
-def awkward_inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inputs") / "ünïcode dir"
+def awkward_inputs(module_tmp):
+    d = module_tmp("inputs") / "ünïcode dir"
     d.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (4000, 6000, 3), dtype=np.uint8)).save(d / "large photo.jpg", quality=80)

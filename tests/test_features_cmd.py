@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(module_tmp):
     """A random torchvision VGG-19, saved with full-model keys and with features-only keys ('N.weight')."""
-    d = tmp_path_factory.mktemp("weights")
+    d = module_tmp("weights")
     torch.manual_seed(123)
     net = vgg19().eval()
     return (net, *save_torchvision_weights(net, d, "vgg19"))

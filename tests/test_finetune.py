@@ -61,8 +61,8 @@ def _toy_base(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finetuned(tmp_path_factory, tiny_config):
-    root = tmp_path_factory.mktemp("finetune")
+def finetuned(module_tmp, tiny_config):
+    root = module_tmp("finetune")
     data = _toy_domains(root / "data")
     base = _toy_base(root / "vgg19-base.pth")
     cfg = tiny_config(root / "cfg.yaml", data, name="ft", backbone={"name": "vgg19", "weights": str(base)},

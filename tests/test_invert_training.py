@@ -88,10 +88,10 @@ def reconstruction_l1(run: Path, data: Path, state_dict: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(module_tmp) -> Path:
     from deepcascade.data.synthetic import write_dataset
 
-    root = tmp_path_factory.mktemp("invert_data")
+    root = module_tmp("invert_data")
     write_dataset(root, n=4, size=64, seed=0, n_test=0, progress=False)
     return root
 

@@ -88,8 +88,8 @@ def launch_two_nodes(tmp: Path, cfg: Path, run_dirs: list[Path], out: Path) -> l
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory, synthetic_data, tiny_config):
-    tmp = tmp_path_factory.mktemp("multinode")
+def two_nodes(module_tmp, synthetic_data, tiny_config):
+    tmp = module_tmp("multinode")
     cfg = tiny_config(tmp / "cfg.yaml", synthetic_data(n=8, size=32, seed=0, n_test=2), name="multinode",
                       cache={"dir": "$DC_TEST_NODE_DIR/cache"}, engine={"checkpoint_every": 100},
                       invert={"levels": [5], "steps": STEPS, "batch_size": 4, "lambda_adv": 0},

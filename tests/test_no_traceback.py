@@ -116,10 +116,10 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def world(tiny_run, tmp_path_factory):
+def world(tiny_run, module_tmp):
     """Paths the table names: a tiny finished run, the user's photos, and broken or awkward inputs."""
     root, cfg, run = tiny_run
-    tmp = tmp_path_factory.mktemp("world")
+    tmp = module_tmp("world")
     w = {"tmp": tmp, "run": run, "cfg": cfg, "data": root / "data"}
     src = sorted((root / "data" / "testA").glob("*.png"))
     w["photos"] = tmp / "photos"

@@ -20,8 +20,8 @@ STAGES = ["invert5", "invert4", "invert3", "deep", "cascade4", "cascade3"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_config):
-    root = tmp_path_factory.mktemp("e2e")
+def trained(module_tmp, tiny_config):
+    root = module_tmp("e2e")
     write_dataset(root / "data", n=6, size=SIZE, seed=0, n_test=5, progress=False)
     cfg = tiny_config(root / "cfg.yaml", root / "data", name="e2e", data={"image_size": SIZE, "load_size": SIZE},
                       engine={"checkpoint_every": 2, "sample_every": 2},

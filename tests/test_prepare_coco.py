@@ -22,8 +22,8 @@ def cli(*args):
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return coco_tree(tmp_path_factory.mktemp("coco"))
+def tree(module_tmp):
+    return coco_tree(module_tmp("coco"))
 
 
 def manifest(out: Path) -> dict:

@@ -43,8 +43,8 @@ def snapshot(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trees(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sources")
+def trees(module_tmp):
+    root = module_tmp("sources")
     return {"coco": coco_tree(root / "coco"), "pet": petimages_tree(root / "kaggle", n_cat=8, n_dog=8)}
 
 

@@ -58,9 +58,9 @@ def data(synthetic_data) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(data, tmp_path_factory) -> Path:
+def trained(data, module_tmp) -> Path:
     """I_5, I_4, I_3 (2 steps each, no discriminator) and domain A's deepVAE (4 VAE steps, 3 at levels 4, 3)."""
-    tmp = tmp_path_factory.mktemp("synth")
+    tmp = module_tmp("synth")
     cfg = write_tiny_config(tmp / "cfg.yaml", data, invert={"levels": [5, 4, 3], "steps": 2, "lambda_adv": 0.0},
                             synth={**SYNTH, "vae_steps": 4}, engine={"checkpoint_every": 1000})
     run = tmp / "run"
