@@ -66,3 +66,22 @@ def test_demo_quick(tmp_path):
     assert {nc["metric"] for nc in metrics["not_computed"]} >= {"kid", "fid"}  # no Inception weights offline
     assert (out / "eval" / "index.html").is_file()
     assert "eval/index.html" in html and "collapse_ratio=" in html
+
+
+def test_demo_refuses_a_folder_of_another_data_version(tmp_path):
+    """A demo folder from a deepcascade whose synthetic generator drew other images: its run cannot be resumed."""
+    from deepcascade.apps.demo import run_demo
+    from deepcascade.data import synthetic
+    from deepcascade.errors import UserError
+
+    data = tmp_path / "out" / "data-quick"
+    data.mkdir(parents=True)
+    (data / "synthetic.json").write_text(json.dumps({"generator": "deepcascade.data.synthetic",
+                                                     "version": synthetic.VERSION - 1, "seed": 0, "size": 64}))
+    try:
+        run_demo(tmp_path / "out", mode="quick", device="cpu")
+    except UserError as e:
+        assert f"version {synthetic.VERSION - 1}" in str(e) and "another --out" in str(e)
+    else:
+        raise AssertionError("run_demo accepted data of another generator version")
+    assert not (tmp_path / "out" / "run-quick").exists()

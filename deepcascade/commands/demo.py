@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data (~15 min on 2 idle CPU cores)"
+HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data (~10 min on 2 idle CPU cores)"
 
 
 def add_arguments(p):

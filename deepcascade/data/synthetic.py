@@ -11,11 +11,15 @@ let the whole pipeline be run and measured without downloading anything:
   patches (Worley cells), pale lower legs.
 
 Both domains share one background distribution (sky gradient with soft clouds, hazy distant hills and bushes,
-ground of grass / savanna / dirt with multi-scale value noise, horizon at 35-68% of the height, a soft shadow),
-and vary position, scale (by bounding-box area, so size is no cue), pose (neck and head angle, independent leg
-swing, tail) and facing (left/right). The animal is always wholly inside the frame. Rendering uses PIL
-ImageDraw at 2-4x supersampling, then a box-filter downsample (antialiasing); the smooth background is drawn
-at the output size and upsampled (rendering speed: docs/measurements.md).
+ground of grass / savanna / dirt with multi-scale value noise, horizon at 35-68% of the height and above the
+animal's feet, a soft shadow), and vary position, scale (by bounding-box area, so size is no cue), pose (neck and
+head angle, independent leg swing, tail) and facing (left/right). The animal is always wholly inside the frame.
+Position is no cue either: the centre of the animal's bounding box is uniform in ``CENTRE_X`` x ``CENTRE_Y`` in
+both domains, and an animal too large for the frame around its centre is shrunk (version 1 placed each animal
+wherever it fitted, so the wide zebras varied less in x and the tall giraffes less in y, and a translator that
+placed its outputs like the target's real images had to move them: docs/measurements.md). Rendering uses PIL
+ImageDraw at 2-4x supersampling, then a box-filter downsample (antialiasing); the smooth background is drawn at the
+output size and upsampled (rendering speed: docs/measurements.md).
 
 Every image is a pure function of ``(domain, index, size, seed)`` (a ``numpy.random.Generator`` seeded with
 ``SeedSequence([seed, domain, index])``; no global RNG), so any count or subset is consistent: the first 100
@@ -51,7 +55,9 @@ MIN_SIZE = 32
 TEST_INDEX_BASE = 1_000_000_000  # test image i has index TEST_INDEX_BASE + i; train indices are 0..n-1
 ASPECT_THRESHOLD = 1.0  # bbox height / width: A (zebra-like) below, B (giraffe-like) above
 FILE_RE = re.compile(r"^[AB]_(train|test)_\d{6,}\.png$")
-VERSION = 1  # bump when the rendering changes, so that a dataset records which generator made it
+VERSION = 2  # bump when the rendering changes, so that a dataset records which generator made it
+# the centre of the animal's bounding box, as fractions of the side, uniform in these ranges in both domains
+CENTRE_X, CENTRE_Y = (0.32, 0.68), (0.38, 0.62)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -273,9 +279,11 @@ def _mix(c0, c1, t):
     return np.asarray(c0, float) * (1 - t) + np.asarray(c1, float) * t
 
 
-def _background(rng, S):
-    """Sky gradient with soft clouds, hazy hills, noisy ground; returns (uint8 RGB array, horizon row)."""
-    horizon = int(S * rng.uniform(0.35, 0.68))
+def _background(rng, S, below=None):
+    """Sky gradient with soft clouds, hazy hills, noisy ground; returns (uint8 RGB array, horizon row).
+    The horizon is at 35-68 % of the height, and not lower than row ``below`` (where the animal's feet allow)."""
+    horizon = S * rng.uniform(0.35, 0.68)
+    horizon = int(max(0.2 * S, min(horizon, below))) if below is not None else int(horizon)
     jitter = lambda c: np.clip(np.asarray(c, float) + rng.uniform(-12, 12, 3), 0, 255)  # noqa: E731
     top, hor = (jitter(c) for c in SKIES[rng.integers(len(SKIES))])
     far, near = (jitter(c) for c in GROUNDS[rng.integers(len(GROUNDS))])
@@ -349,11 +357,6 @@ def render_with_mask(domain: str, index: int, size: int, seed: int) -> tuple[Ima
     rng = _rng(domain, index, seed)
     ss = _supersampling(size)
     S = size * ss
-    # the background is smooth: render it at the output size and upsample (a third of the time)
-    bg, horizon = _background(rng, size)
-    img = bg.resize((S, S), Image.Resampling.BICUBIC)
-    horizon *= ss
-
     parts, ground = (_zebra if domain == "A" else _giraffe)(rng)
     leg_top = max(p.poly[:, 1].max() for p in parts if p.kind == "leg")
     facing = 1.0 if rng.random() < 0.5 else -1.0
@@ -361,15 +364,17 @@ def render_with_mask(domain: str, index: int, size: int, seed: int) -> tuple[Ima
     x0, x1 = allpts[:, 0].min(), allpts[:, 0].max()
     y0, y1 = allpts[:, 1].min(), allpts[:, 1].max()
     bw, bh = x1 - x0, y1 - y0
-    # scale by area (so that size is no domain cue), then fit into the frame
+    # where the animal stands is drawn the same way in both domains (the centre of its bounding box), so that
+    # place is no domain cue: a translator can keep the source's place and still look like the target's images.
+    # Scale by area (so that size is no cue either), then shrink until the box fits the frame around its centre.
+    cx, cy = rng.uniform(*CENTRE_X) * S, rng.uniform(*CENTRE_Y) * S
     scale = rng.uniform(0.42, 0.72) * S / math.sqrt(bw * bh)
-    scale = float(min(scale, 0.94 * S / bw, 0.94 * S / bh))
-    w_px = bw * scale
-    # feet (local y = ground) stand on the ground, below the horizon, the head inside the frame
-    feet_lo = max(horizon + 0.03 * S, (y1 - ground) * scale + 0.02 * S)
-    feet_hi = 0.985 * S - (ground - y0) * scale  # hooves reach a little below the ground line
-    feet = rng.uniform(min(feet_lo, feet_hi), feet_hi)
-    left = rng.uniform(0.02 * S, max(0.02 * S, 0.98 * S - w_px))
+    scale = float(min(scale, 2 * min(cx - 0.02 * S, 0.98 * S - cx) / bw, 2 * min(cy - 0.02 * S, 0.985 * S - cy) / bh))
+    left = cx - bw * scale / 2
+    feet = cy + ((y1 + y0) / 2 - ground) * scale  # local y = ground, in image rows
+    # the background is smooth: render it at the output size and upsample; the horizon lies above the feet
+    bg, _ = _background(rng, size, below=(feet / S - 0.03) * size)
+    img = bg.resize((S, S), Image.Resampling.BICUBIC)
 
     def to_px(poly):
         lx = poly[:, 0] if facing > 0 else (x1 + x0) - poly[:, 0]
