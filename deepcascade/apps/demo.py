@@ -48,9 +48,9 @@ class DemoPlan:
 # load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
 # Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): both backbones run
 # at 64 px with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10). Modes: "quick"
-# (the tests' under-a-minute run), "demo" (about 13 CPU minutes; the step counts of v5, 1000 / 1000 / 300, cut
-# by 30-40 % once the data placed both domains' animals alike: the shares and the collapse ratio kept their
-# targets), "long" (``demo --long``: the same recipe with twice the data, 2,500 level-5 steps, 600 per cascade
+# (the tests' under-a-minute run), "demo" (about 13 CPU minutes; v5's steps, I_3 1000, level 5 1000, cascade 300
+# per level, cut by 30-40 % once the data placed both domains' animals alike: every measure kept its target),
+# "long" (``demo --long``: the same recipe with twice the data, 2,500 level-5 steps, 600 per cascade
 # level and I_3's 1000; about 36 CPU minutes). Budgets and figures: docs/measurements.md.
 PLANS = {
     "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),
