@@ -134,7 +134,7 @@ def layout_loss(a: torch.Tensor, b: torch.Tensor, ab: torch.Tensor, ba: torch.Te
     """Mean |saliency centre of the translation - of its source| over both directions [ours].
 
     The adversarial loss asks translations to stand where the target domain's animals stand; where the two
-    domains place them differently (the frame confines wide and tall animals differently) the translators move
+    domains place them differently (version 1 of the synthetic data: docs/measurements.md) the translators move
     the animals accordingly. This term keeps the centre of the feature energy where the source's is.
     """
     return ((saliency_centre(ab) - saliency_centre(a)).abs().mean()
