@@ -68,7 +68,8 @@ MODES = ("quick", "demo", "long")
 # up-consistency term (cascade.lambda_up: the translated level pushed through the backbone must give back the
 # deeper translation it came from; A->B silhouette share of the level-4 output 85 % -> 97 %) with 64-wide cascade
 # critics (level 3's step 40 % cheaper, the figures within the noise of 40 test images). The layout terms
-# (deep/cascade.lambda_layout) stay off: they lower the centre shift but also A->B's silhouette share.
+# (deep/cascade.lambda_layout) stay off: on data whose domains place their animals alike they made every measure
+# worse (docs/measurements.md).
 DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "width": 128, "adv_levels": "final", "disc_width": 32},
                   "deep": {"critic_width": 256, "lr": 5e-4},
                   "cascade": {"critic_width": 64, "predictor_width": 128, "lr": 5e-4, "lambda_up": 100.0}}

@@ -279,11 +279,10 @@ def _mix(c0, c1, t):
     return np.asarray(c0, float) * (1 - t) + np.asarray(c1, float) * t
 
 
-def _background(rng, S, below=None):
-    """Sky gradient with soft clouds, hazy hills, noisy ground; returns (uint8 RGB array, horizon row).
-    The horizon is at 35-68 % of the height, and not lower than row ``below`` (where the animal's feet allow)."""
-    horizon = S * rng.uniform(0.35, 0.68)
-    horizon = int(max(0.2 * S, min(horizon, below))) if below is not None else int(horizon)
+def _background(rng, S, below):
+    """Sky gradient with soft clouds, hazy hills, noisy ground (an RGB image, S x S). The horizon is at 35-68 % of
+    the height, and not lower than row ``below`` (where the animal's feet allow)."""
+    horizon = int(max(0.2 * S, min(S * rng.uniform(0.35, 0.68), below)))
     jitter = lambda c: np.clip(np.asarray(c, float) + rng.uniform(-12, 12, 3), 0, 255)  # noqa: E731
     top, hor = (jitter(c) for c in SKIES[rng.integers(len(SKIES))])
     far, near = (jitter(c) for c in GROUNDS[rng.integers(len(GROUNDS))])
@@ -332,7 +331,7 @@ def _background(rng, S, below=None):
     bush = bush.filter(ImageFilter.GaussianBlur(max(1.0, S * 0.012)))
     bush_col = tuple(int(v) for v in _mix(far, (40, 60, 30), 0.6))
     out = Image.composite(Image.new("RGB", (S, S), bush_col), out, bush)
-    return out, horizon
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -373,7 +372,7 @@ def render_with_mask(domain: str, index: int, size: int, seed: int) -> tuple[Ima
     left = cx - bw * scale / 2
     feet = cy + ((y1 + y0) / 2 - ground) * scale  # local y = ground, in image rows
     # the background is smooth: render it at the output size and upsample; the horizon lies above the feet
-    bg, _ = _background(rng, size, below=(feet / S - 0.03) * size)
+    bg = _background(rng, size, below=(feet / S - 0.03) * size)
     img = bg.resize((S, S), Image.Resampling.BICUBIC)
 
     def to_px(poly):
