@@ -240,7 +240,6 @@ def test_layout_loss_is_zero_for_kept_centres_and_grows_with_the_move():
     assert layout_loss(a, b, a, b).item() == 0.0
     assert layout_loss(a, b, 2 * a, -b).item() < 1e-6  # another scale or sign, the same place
 
-
     def animal_at(col):
         f = 0.2 * torch.randn(3, 8, 4, 4, generator=torch.Generator().manual_seed(2))
         f[:, :, 2, col] += 1.0
