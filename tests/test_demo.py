@@ -7,6 +7,7 @@ import subprocess
 import sys
 from urllib.parse import unquote
 
+import pytest
 from PIL import Image
 
 
@@ -68,20 +69,25 @@ def test_demo_quick(tmp_path):
     assert "eval/index.html" in html and "collapse_ratio=" in html
 
 
-def test_demo_refuses_a_folder_of_another_data_version(tmp_path):
-    """A demo folder from a deepcascade whose synthetic generator drew other images: its run cannot be resumed."""
+@pytest.mark.parametrize("change, said", [({"version": -1}, "version {v}"), ({"size": 32}, "32 px"),
+                                           ({"seed": 5}, "seed 5")])
+def test_demo_refuses_a_folder_of_other_data(tmp_path, change, said):
+    """A demo folder whose data another generator version, image size or seed drew: its run cannot be resumed
+    (a plan whose image size changed between releases would otherwise skip its finished stages, trained on the
+    old images, and evaluate them on new ones)."""
     from deepcascade.apps.demo import run_demo
     from deepcascade.data import synthetic
     from deepcascade.errors import UserError
 
+    meta = {"generator": "deepcascade.data.synthetic", "version": synthetic.VERSION, "seed": 0, "size": 64}
+    meta.update({k: (meta[k] + v if k == "version" else v) for k, v in change.items()})
     data = tmp_path / "out" / "data-quick"
     data.mkdir(parents=True)
-    (data / "synthetic.json").write_text(json.dumps({"generator": "deepcascade.data.synthetic",
-                                                     "version": synthetic.VERSION - 1, "seed": 0, "size": 64}))
+    (data / "synthetic.json").write_text(json.dumps(meta))
     try:
         run_demo(tmp_path / "out", mode="quick", device="cpu")
     except UserError as e:
-        assert f"version {synthetic.VERSION - 1}" in str(e) and "another --out" in str(e)
+        assert said.format(v=synthetic.VERSION - 1) in str(e) and "another --out" in str(e)
     else:
-        raise AssertionError("run_demo accepted data of another generator version")
+        raise AssertionError(f"run_demo accepted data made with {change}")
     assert not (tmp_path / "out" / "run-quick").exists()

@@ -172,10 +172,12 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     # each mode keeps its own data and run, so one --out can hold the demo and its --long version
     suffix = "" if mode == "demo" else f"-{mode}"
     data_dir = out / f"data{suffix}"
-    made_by = (read_meta(data_dir) or {}).get("version", VERSION)
-    if made_by != VERSION:  # its run was trained on other images too: nothing in this folder can be reused
-        raise UserError(f"{out} holds a demo of another deepcascade version (synthetic data version {made_by}, this "
-                        f"one writes {VERSION}); delete {out} or give another --out")
+    meta = read_meta(data_dir)
+    made = meta and (meta.get("version", VERSION), meta.get("size", plan.image_size), meta.get("seed", seed))
+    if made and made != (VERSION, plan.image_size, seed):  # its run was trained on other images: nothing to reuse
+        raise UserError(f"{out} holds a demo trained on other synthetic images (data version {made[0]}, {made[1]} px, "
+                        f"seed {made[2]}; this demo writes version {VERSION}, {plan.image_size} px, seed {seed}); "
+                        f"delete {out} or give another --out")
     if not is_complete(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test):
         print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
         write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)
