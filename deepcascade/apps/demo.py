@@ -46,16 +46,19 @@ class DemoPlan:
 
 
 # load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
-# Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): both backbones run
-# at 64 px with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10). Modes: "quick"
-# (the tests' under-a-minute run), "demo" (about 13 CPU minutes; v5's steps, I_3 1000, level 5 1000, cascade 300
-# per level, cut by 30-40 % once the data placed both domains' animals alike: every measure kept its target),
-# "long" (``demo --long``: the same recipe with twice the data, 2,500 level-5 steps, 600 per cascade
-# level and I_3's 1000; about 36 CPU minutes). Budgets and figures: docs/measurements.md.
+# Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): the backbones run
+# with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10), 4x4 at the demo's 64 px.
+# Modes: "quick" (the tests' under-a-minute run), "demo" (about 13 CPU minutes; v5's steps, I_3 1000, level 5
+# 1000, cascade 300 per level, cut by 30-40 % once the data placed both domains' animals alike: every measure
+# kept its target), "long" (``demo --long``, the quality setting: twice the data at 96 px, level 5 6x6; fewer
+# steps than its 64-px predecessor (I_5 and I_4 300 instead of 600, level 5 1000 instead of 2500, cascade 300
+# instead of 600 per level, I_3 800 instead of 1000) to stay near 45 CPU minutes. B->A's centre shift fell from
+# 0.053 to 0.037, A->B's stayed near 0.06; more I_3 or cascade steps at 96 px did not lower it). Budgets and
+# figures: docs/measurements.md.
 PLANS = {
     "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),
     "demo": DemoPlan(300, 40, 64, 300, 700, 200, 8, invert_final_steps=600),
-    "long": DemoPlan(600, 100, 64, 600, 2500, 600, 8, invert_final_steps=1000),
+    "long": DemoPlan(600, 100, 96, 300, 1000, 300, 8, invert_final_steps=800),
 }
 MODES = ("quick", "demo", "long")
 # What the demo changes from the paper's defaults so that a few hundred steps show something: narrower

@@ -10,7 +10,7 @@ def add_arguments(p):
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a tiny version (under a minute), for tests")
     size.add_argument("--long", action="store_true",
-                      help="twice the data, more steps (about 36 CPU minutes: the quality figures in the README)")
+                      help="the quality setting: twice the data at 96 px (about 45 CPU minutes: the README's figures)")
     p.add_argument("--device", default="auto", help="'auto' (GPU when available), 'cpu', 'cuda'")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
 
