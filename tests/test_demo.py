@@ -72,9 +72,9 @@ def test_demo_quick(tmp_path):
 @pytest.mark.parametrize("change, said", [({"version": -1}, "version {v}"), ({"size": 32}, "32 px"),
                                            ({"seed": 5}, "seed 5")])
 def test_demo_refuses_a_folder_of_other_data(tmp_path, change, said):
-    """A demo folder whose data another generator version, image size or seed drew: its run cannot be resumed
-    (a plan whose image size changed between releases would otherwise skip its finished stages, trained on the
-    old images, and evaluate them on new ones)."""
+    """A demo folder whose data another generator version, image size or seed drew: its run, trained on those
+    images, cannot be resumed; the message names the folder and what differs (``write_dataset``'s own refusal
+    would point to an ``--overwrite`` that ``demo`` does not have)."""
     from deepcascade.apps.demo import run_demo
     from deepcascade.data import synthetic
     from deepcascade.errors import UserError

@@ -177,7 +177,9 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     data_dir = out / f"data{suffix}"
     meta = read_meta(data_dir)
     made = meta and (meta.get("version", VERSION), meta.get("size", plan.image_size), meta.get("seed", seed))
-    if made and made != (VERSION, plan.image_size, seed):  # its run was trained on other images: nothing to reuse
+    # its run was trained on other images: nothing to reuse (checked before write_dataset, which would refuse too
+    # but point to an --overwrite that demo does not have)
+    if made and made != (VERSION, plan.image_size, seed):
         raise UserError(f"{out} holds a demo trained on other synthetic images (data version {made[0]}, {made[1]} px, "
                         f"seed {made[2]}; this demo writes version {VERSION}, {plan.image_size} px, seed {seed}); "
                         f"delete {out} or give another --out")
