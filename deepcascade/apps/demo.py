@@ -53,8 +53,8 @@ class DemoPlan:
 # kept its target), "long" (``demo --long``, the quality setting: twice the data at 96 px, level 5 6x6; fewer
 # steps than its 64-px predecessor (I_5 and I_4 300 instead of 600, level 5 1000 instead of 2500, cascade 300
 # instead of 600 per level, I_3 800 instead of 1000) to stay near 45 CPU minutes. B->A's centre shift fell from
-# 0.053 to 0.037, A->B's stayed at 0.06-0.08 over training seeds; more I_3 or cascade steps did not lower it). Budgets and
-# figures: docs/measurements.md.
+# 0.053 to 0.037, A->B's stayed at 0.06-0.08 over training seeds; more I_3 or cascade steps did not lower it).
+# Budgets and figures: docs/measurements.md.
 PLANS = {
     "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),
     "demo": DemoPlan(300, 40, 64, 300, 700, 200, 8, invert_final_steps=600),
@@ -157,7 +157,7 @@ def measure(translator, rows: list[dict], target: str) -> dict:
 def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: int = 0) -> dict:
     """Run the demo (``mode`` in :data:`MODES`) into ``out``; returns the measurements (also written to
     ``out/demo.json``)."""
-    from ..data.synthetic import VERSION, is_complete, read_meta, write_dataset
+    from ..data.synthetic import VERSION, is_complete, read_meta, same_params, write_dataset
     from ..inference.translate_folder import translate_folder
     from ..inference.translator import Translator
     from ..outputs.html import write_index
@@ -176,13 +176,12 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     suffix = "" if mode == "demo" else f"-{mode}"
     data_dir = out / f"data{suffix}"
     meta = read_meta(data_dir)
-    made = meta and (meta.get("version", VERSION), meta.get("size", plan.image_size), meta.get("seed", seed))
     # its run was trained on other images: nothing to reuse (checked before write_dataset, which would refuse too
     # but point to an --overwrite that demo does not have)
-    if made and made != (VERSION, plan.image_size, seed):
-        raise UserError(f"{out} holds a demo trained on other synthetic images (data version {made[0]}, {made[1]} px, "
-                        f"seed {made[2]}; this demo writes version {VERSION}, {plan.image_size} px, seed {seed}); "
-                        f"delete {out} or give another --out")
+    if meta is not None and not same_params(meta, seed, plan.image_size):
+        raise UserError(f"{out} holds a demo trained on other synthetic images (data version {meta.get('version')}, "
+                        f"{meta.get('size')} px, seed {meta.get('seed')}; this demo writes version {VERSION}, "
+                        f"{plan.image_size} px, seed {seed}); delete {out} or give another --out")
     if not is_complete(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test):
         print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
         write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)

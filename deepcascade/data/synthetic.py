@@ -490,6 +490,12 @@ def _params(seed: int, size: int) -> dict:
     return {"generator": "deepcascade.data.synthetic", "version": VERSION, "seed": seed, "size": size}
 
 
+def same_params(meta: dict | None, seed: int, size: int) -> bool:
+    """True when ``meta`` (a ``synthetic.json``) was written by this generator version with this seed and size,
+    i.e. its images are the ones :func:`write_dataset` would draw now."""
+    return bool(meta) and all(meta.get(k) == v for k, v in _params(seed, size).items())
+
+
 def read_meta(out_dir) -> dict | None:
     """``synthetic.json`` of a dataset folder, or None when absent or unreadable."""
     try:
@@ -502,8 +508,7 @@ def is_complete(out_dir, n: int, size: int, seed: int, n_test: int) -> bool:
     """True when ``out_dir`` holds exactly this dataset, finished (``synthetic.json`` says ``complete``)."""
     meta = read_meta(out_dir)
     want = {f"{split}{d}": c for split, c in (("train", n), ("test", n_test)) for d in DOMAINS}
-    return bool(meta and meta.get("complete", True) and meta.get("counts") == want
-                and all(meta.get(k) == v for k, v in _params(seed, size).items()))
+    return bool(meta and meta.get("complete", True) and meta.get("counts") == want and same_params(meta, seed, size))
 
 
 def write_dataset(out_dir, n: int, size: int, seed: int, n_test: int | None = None,
@@ -528,7 +533,7 @@ def write_dataset(out_dir, n: int, size: int, seed: int, n_test: int | None = No
     plan = {f"{split}{d}": (split, d, count) for split, count in (("train", n), ("test", n_test)) for d in DOMAINS}
     names = {folder: [f"{d}_{split}_{i:06d}.png" for i in range(count)] for folder, (split, d, count) in plan.items()}
     meta = read_meta(out)
-    same_params = bool(meta) and all(meta.get(k) == v for k, v in _params(seed, size).items())
+    same = same_params(meta, seed, size)
     existing = {}
     for folder in plan:
         sub = out / folder
@@ -541,8 +546,8 @@ def write_dataset(out_dir, n: int, size: int, seed: int, n_test: int | None = No
             raise UserError(f"{sub} holds other files ({foreign[0].name}, ...); choose an empty directory")
     if any(existing.values()) and not overwrite:
         extra = [p for folder, ps in existing.items() for p in ps if p.name not in set(names[folder])]
-        if not same_params or extra:
-            why = (f"{len(extra)} beyond the requested counts, e.g. {extra[0]}" if same_params else
+        if not same or extra:
+            why = (f"{len(extra)} beyond the requested counts, e.g. {extra[0]}" if same else
                    f"made with other parameters ({'; '.join(f'{k} {meta.get(k)}' for k in ('seed', 'size', 'version'))})"
                    if meta else "of unknown parameters (no synthetic.json)")
             raise UserError(f"{out} already holds {sum(map(len, existing.values()))} synthetic image(s), {why}; "
