@@ -101,6 +101,8 @@ class InvertConfig:
     lambda_pixel: float = _f(1.0, "weight of the L1 pixel loss", min=0.0)
     lambda_perceptual: float = _f(1.0, "weight of the perceptual loss (backbone features of output vs input)",
                                   min=0.0)
+    lambda_gradient: float = _f(0.0, "weight of the L1 loss on the image's finite differences (edges: keeps thin "
+                                     "structures sharp) [ours]", min=0.0)
     lambda_adv: float = _f(0.05, "weight of the LSGAN loss of the PatchGAN discriminator", min=0.0)
     disc_width: int = _f(64, "channels of the PatchGAN discriminator's first conv (then 2x, 4x, 8x) [pix2pix]",
                          min=1)

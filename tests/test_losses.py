@@ -11,6 +11,7 @@ from torch import nn
 from deepcascade.losses import (
     cycle_loss,
     feature_distance,
+    gradient_l1,
     gradient_penalty,
     identity_loss,
     layout_loss,
@@ -221,6 +222,17 @@ def test_lsgan_losses():
     assert lsgan_d_loss(half, half).item() == pytest.approx(0.5 * 0.25 + 0.5 * 0.25)
     assert lsgan_g_loss(torch.tensor([3.0, -1.0])).item() == pytest.approx((4 + 4) / 2)
     assert lsgan_d_loss(half.half(), half.half()).dtype == torch.float32
+
+
+def test_gradient_l1_sees_edges_not_levels():
+    img = torch.zeros(1, 3, 8, 8)
+    img[..., 2:6, 3] = 1.0  # a thin vertical bar 4 pixels tall (a leg)
+    assert gradient_l1(img, img).item() == 0
+    assert gradient_l1(img + 0.3, img).item() == pytest.approx(0.0, abs=1e-7)  # a level shift has no edges
+    # the bar moved one column right: per row and channel the horizontal differences differ by 1, 2, 1 (4 rows),
+    # the vertical ones by 1 at the bar's two ends in each of the two columns; 3 x 8 x 7 differences each way
+    moved = torch.roll(img, 1, dims=-1)
+    assert gradient_l1(moved, img).item() == pytest.approx((3 * 4 * 4 + 3 * 4) / (3 * 8 * 7))
 
 
 def test_saliency_centre_finds_the_energetic_cell_and_the_power_resists_the_background():

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..engine.run import stage_name
 from ..engine.trainer import Stage, per_rank_batch
-from ..losses import lsgan_d_loss, lsgan_g_loss
+from ..losses import gradient_l1, lsgan_d_loss, lsgan_g_loss
 from ..models import inversion_nets
 from ..outputs.grids import save_grid, to_unit
 from .experiment import Experiment
@@ -69,6 +69,10 @@ class InvertStage(Stage):
             feats = self.exp.backbone(to_unit(y), [self.level])[self.level]
             perceptual = F.mse_loss(self.exp.normalizer.normalize(feats.float(), self.level), x.float())
             loss = self.c.lambda_pixel * pixel + self.c.lambda_perceptual * perceptual
+            if self.c.lambda_gradient:
+                grad = gradient_l1(y.float(), target)
+                loss = loss + self.c.lambda_gradient * grad
+                out["gradient"] = grad.detach()
             if "D" in self.nets:
                 adv = lsgan_g_loss(self.nets["D"](y))
                 loss = loss + self.lambda_adv * adv
