@@ -129,6 +129,9 @@ class DeepConfig:
     critic_width: int = _f(512, "channels of the level-5 critic's convs", min=1)
     lambda_layout: float = _f(0.0, "weight of the layout term: the centre of the translation's feature energy must "
                                    "stay at the source's (losses.layout_loss) [ours]", min=0.0)
+    ema_decay: float = _f(0.0, "decay of the moving average of the translators' weights that the inference "
+                               "snapshot holds (engine/ema.py); 0 = the last iterate, as in the paper [ours]",
+                          min=0.0, max=0.9999)
     min_bottleneck: int = _f(4, "smallest side of the translators' bottleneck: Table 1's two stride-2 convs keep "
                                 "stride 2 only while the map stays at least this wide (both at the paper's 14x14, "
                                 "none at 4x4) [ours]; 1 = always both, as in the paper", min=1)
@@ -149,6 +152,8 @@ class CascadeConfig:
                                    "(losses.layout_loss) [ours]", min=0.0)
     critic_width: int = _f(256, "channels of the level-l critics' convs", min=1)
     predictor_width: int = _f(512, "channels of the AdaIN predictors' strided convs (512 in Table 2)", min=1)
+    ema_decay: float = _f(0.0, "decay of the moving average of T^l's and M^l's weights that the inference "
+                               "snapshot holds (engine/ema.py); 0 = the last iterate [ours]", min=0.0, max=0.9999)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ..progress import progress
 
 from ..errors import Interrupted, NonFiniteLoss, TrainingStopped, UserError
 from . import checkpoint as ckpt_io
-from . import distributed
+from . import distributed, ema
 from .optim import fused_adam
 from .run import RunDir
 
@@ -71,6 +71,9 @@ class Stage(abc.ABC):
     optimizers: dict[str, torch.optim.Optimizer]
     #: what a checkpoint must match to be resumed (backbone, weights hash, image size, level, ...)
     compat: dict
+    #: networks whose weights are averaged (engine/ema.py) and decay; the inference snapshot holds the averages
+    ema_nets: tuple[str, ...] = ()
+    ema_decay: float = 0.0
 
     @abc.abstractmethod
     def next_batch(self, generator: torch.Generator):
@@ -122,27 +125,34 @@ def _stop_signals():
             signal.signal(s, h)
 
 
-def _snapshot(stage: Stage, config: dict) -> dict:
-    """The inference snapshot: every network's weights and constructor arguments (``net.arch``, set by
-    :func:`deepcascade.models.build`), so that it loads without the config."""
+def _snapshot(stage: Stage, config: dict, averages: dict) -> dict:
+    """The inference snapshot: every network's weights (the averaged ones where the stage keeps averages) and
+    constructor arguments (``net.arch``, set by :func:`deepcascade.models.build`), so that it loads without the
+    config."""
     return {**ckpt_io.base_record(stage.name, stage.compat, config),
-            "nets": {k: v.state_dict() for k, v in stage.nets.items()},
+            "nets": {k: (averages[k].module if k in averages else v).state_dict() for k, v in stage.nets.items()},
             "arch": {k: getattr(v, "arch", None) for k, v in stage.nets.items()}}
 
 
-def _state(stage: Stage, ctx: TrainContext, step: int, generator, config: dict) -> dict:
+def _state(stage: Stage, ctx: TrainContext, step: int, generator, config: dict, averages: dict) -> dict:
     rec = ckpt_io.base_record(stage.name, stage.compat, config)
     rec.update(step=step, steps=stage.steps,
                nets={k: v.state_dict() for k, v in stage.nets.items()},
+               ema={k: v.state_dict() for k, v in averages.items()},
                optimizers={k: v.state_dict() for k, v in stage.optimizers.items()},
                scalers={k: v.state_dict() for k, v in ctx.scalers.items()},
                rng=ckpt_io.rng_state(generator))
     return rec
 
 
-def _restore(stage: Stage, ctx: TrainContext, state: dict, generator, path: Path) -> int:
+def _restore(stage: Stage, ctx: TrainContext, state: dict, generator, path: Path, averages: dict) -> int:
     for k, net in stage.nets.items():
         ckpt_io.load_state(net, state["nets"].get(k, {}), path, k)
+    for k, avg in averages.items():
+        if k in state.get("ema", {}):
+            ckpt_io.load_state(avg, state["ema"][k], path, f"average of {k}")
+        else:  # written without an average (ema_decay 0): it starts at the restored weights
+            log.warning("%s holds no weight average of %s; the average starts at its step %d", path, k, state["step"])
     for k, opt in stage.optimizers.items():
         ckpt_io.load_state(opt, state["optimizers"][k], path, f"optimizer {k}")
     for k, sc in ctx.scalers.items():
@@ -186,16 +196,17 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
         for name, opt in list(stage.optimizers.items()):  # the dict the checkpoints save and the steps use
             stage.optimizers[name] = fused_adam(opt)
     ctx = TrainContext(device, eng.precision, stage.optimizers)
+    averages = ema.averaged_copies(stage.nets, stage.ema_nets, stage.ema_decay)
     generator = torch.Generator().manual_seed(stage_seed(eng.seed, stage.name) + distributed.rank())
     start = 0
     found = _find_resume(run, stage, resume) if resume else None
     if found is not None:
-        start = _restore(stage, ctx, found[1], generator, found[0])
+        start = _restore(stage, ctx, found[1], generator, found[0], averages)
         log.info("stage %s: resumed from %s (step %d of %d)", stage.name, found[0], start, stage.steps)
     stage.on_start(start)
     if start >= stage.steps:
         if main and not run.finished(stage.name):
-            ckpt_io.atomic_save(_snapshot(stage, cfg.to_dict()), run.snapshot_path(stage.name))
+            ckpt_io.atomic_save(_snapshot(stage, cfg.to_dict(), averages), run.snapshot_path(stage.name))
         log.info("stage %s: already finished (%d steps)", stage.name, start)
         return "skipped"
 
@@ -215,6 +226,7 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
                 losses = {k: float(v) for k, v in stage.train_step(batch, ctx).items()}
                 for net in stage.nets.values():  # BatchNorm running statistics: averaged, so ranks stay equal
                     distributed.sync_buffers(net)
+                ema.update(averages, stage.nets)
                 t2 = time.perf_counter()
                 bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
                 # Every rank must take the same decision, or the others would hang in the next all-reduce.
@@ -250,7 +262,7 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
                     if main:
                         path = ckpt_io.checkpoint_path(run.checkpoints, stage.name, step)
                         try:
-                            ckpt_io.atomic_save(_state(stage, ctx, step, generator, config), path)
+                            ckpt_io.atomic_save(_state(stage, ctx, step, generator, config, averages), path)
                         except OSError as e:
                             raise TrainingStopped(
                                 f"stage '{stage.name}' step {step}: cannot write checkpoint {path} "
@@ -264,6 +276,6 @@ def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=Fal
     finally:
         bar.close()
     if main:
-        ckpt_io.atomic_save(_snapshot(stage, config), run.snapshot_path(stage.name))
+        ckpt_io.atomic_save(_snapshot(stage, config, averages), run.snapshot_path(stage.name))
     log.info("stage %s: finished", stage.name)
     return "done"

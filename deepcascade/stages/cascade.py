@@ -80,7 +80,8 @@ class CascadeStage(Stage):
         self.steps = c.steps
         self.batch_size = per_rank_batch(c.batch_size, exp.cfg.engine.batch_per_rank)
         self.nets = level_nets(exp.backbone, level, exp.cfg.data.image_size, c.critic_width, c.predictor_width)
-        self.optimizers = make_optimizers(self.nets, c.lr, generators=("T_AB", "M_AB", "T_BA", "M_BA"))
+        self.ema_nets, self.ema_decay = ("T_AB", "M_AB", "T_BA", "M_BA"), c.ema_decay
+        self.optimizers = make_optimizers(self.nets, c.lr, generators=self.ema_nets)
         self.compat = {**exp.compat, "level": level}
         self.frozen = exp.models.cascade(level + 1)
         self.levels = list(range(level, 6))

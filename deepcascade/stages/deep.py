@@ -76,6 +76,7 @@ class DeepStage(Stage):
                         "translators have little room to keep the source's layout; use a larger data.image_size",
                         size, size, exp.cfg.data.image_size, exp.backbone.name, c.min_bottleneck)
         self.optimizers = make_optimizers(self.nets, c.lr)
+        self.ema_nets, self.ema_decay = ("T_AB", "T_BA"), c.ema_decay
         self.compat = {**exp.compat, "level": LEVEL}
         self._fixed = None
 
