@@ -1,9 +1,10 @@
 """Full-state checkpoints: plain types and tensors only, written atomically, loaded with weights_only=True.
 
-A training checkpoint ``checkpoints/<stage>-<step>.pt`` holds every network, optimizer and grad scaler, the
-step, the python/numpy/torch RNG states, the data generator state, the config, the package version and a
-``compat`` record (backbone, weights hash, image size, level...) that a resume must match. The inference
-snapshot ``models/<stage>.pt`` holds the networks only and marks the stage as finished.
+A training checkpoint ``checkpoints/<stage>-<step>.pt`` holds every network, the generators' weight averages
+(engine/ema.py, where the stage keeps them), every optimizer and grad scaler, the step, the python/numpy/torch
+RNG states, the data generator state, the config, the package version and a ``compat`` record (backbone,
+weights hash, image size, level...) that a resume must match. The inference snapshot ``models/<stage>.pt``
+holds the networks only (the averaged generators, where there are averages) and marks the stage as finished.
 """
 
 from __future__ import annotations
