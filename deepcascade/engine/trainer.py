@@ -2,8 +2,8 @@
 
 A :class:`Stage` is data -> networks -> losses -> optimizer steps. :func:`train_stage` drives it and owns
 what is common: resume, full-state checkpoints, the generators' weight averages (engine/ema.py), log line and
-``stats.jsonl``, progress (deepcascade/progress.py), fixed-seed sample grids, SIGINT/SIGTERM, non-finite losses, devices, autocast precision, grad scalers and the
-gradient all-reduce of distributed runs.
+``stats.jsonl``, progress (deepcascade/progress.py), fixed-seed sample grids, SIGINT/SIGTERM, non-finite losses,
+devices, autocast precision, grad scalers and the gradient all-reduce of distributed runs.
 """
 
 from __future__ import annotations
