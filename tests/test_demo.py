@@ -12,12 +12,13 @@ from PIL import Image
 
 
 def test_demo_quick(tmp_path):
-    out = tmp_path / "demo out"
+    root = tmp_path / "demo out"
+    out = root / "quick"  # --quick's pages; its data and run sit beside them in root
     env = {**os.environ, "DEEPCASCADE_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")}  # no VGG weights
     env.pop("DEEPCASCADE_PROGRESS_EVERY", None)
     log = tmp_path / "demo.log"  # stdout and stderr to a file, as with nohup or a batch job
     with open(log, "w") as f:
-        rc = subprocess.run([sys.executable, "-m", "deepcascade", "demo", "--quick", "--out", str(out)],
+        rc = subprocess.run([sys.executable, "-m", "deepcascade", "demo", "--quick", "--out", str(root)],
                             stdout=f, stderr=subprocess.STDOUT, env=env).returncode
     text = log.read_text()
     r = subprocess.CompletedProcess([], rc, text, text)
@@ -34,7 +35,9 @@ def test_demo_quick(tmp_path):
         assert len(status) <= (max(elapsed) // 30 + 1 if elapsed else 0), block
         assert len(lines) - len(status) <= 4, block
     assert "EfficientNet-Lite0" in r.stdout  # says which backbone it used
-    assert "index.html" in r.stdout
+    assert f"Open {out / 'index.html'}" in r.stdout
+    # the default demo's page in the same --out stays its own; the run beside the pages is linked from them
+    assert not (root / "index.html").exists() and (root / "run-quick" / "samples").is_dir()
     html = (out / "index.html").read_text()
     refs = [unquote(h) for h in re.findall(r"src='([^']+)'", html)]
     # source, result, strip for 4 test images per direction; a grid and a strip per domain's synthesis panel
@@ -57,6 +60,7 @@ def test_demo_quick(tmp_path):
         assert syn["images"] == 16 and 0.0 <= syn["share_own_domain"] <= 1.0
         assert 0.0 <= syn["reconstruction_share_own_domain"] <= 1.0
     assert "synth_a/grid.png" in html and "Synthesis (deepVAE" in html
+    assert "Training samples: ../run-quick/samples/" in html
     # the demo evaluates its run: metrics.json, its page, and the figures on the demo's page
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     for d in ("a2b", "b2a"):

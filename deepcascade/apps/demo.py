@@ -4,7 +4,7 @@ Generates the data, trains every stage (statistics and cache, inversion I_5..I_3
 cascade levels 4 and 3) at a small size with a step budget of about 13 CPU minutes (one thread),
 translates the test images both ways with per-level strips, measures how far the translations moved toward
 the target domain, trains a small deepVAE per domain and shows a grid of its samples (the synthesis panel), and
-writes ``OUT/index.html``.
+writes ``OUT/index.html`` (``OUT/long/index.html`` for ``--long``).
 
 Backbone: VGG-19 ImageNet weights when they can be had (hub cache, ``DEEPCASCADE_VGG19_WEIGHTS``, or a
 download), else the EfficientNet-Lite0 ImageNet weights that ship inside a pip package, cut at stride 16
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,13 @@ def measure(translator, rows: list[dict], target: str) -> dict:
             "translated_share_target": target_share([Image.open(r["result"]).convert("RGB") for r in rows], target)}
 
 
+def pages_dir(out: Path, mode: str) -> Path:
+    """Where a mode writes its pages, translations, evaluation and ``demo.json``: ``out`` for the demo, ``out/long``
+    and ``out/quick`` for the others, so that one ``--out`` holds every mode's results (data and runs sit beside
+    them as ``data-long``, ``run-long``...)."""
+    return out if mode == "demo" else out / mode
+
+
 def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: int = 0) -> dict:
     """Run the demo (``mode`` in :data:`MODES`) into ``out``; returns the measurements (also written to
     ``out/demo.json``)."""
@@ -193,6 +201,7 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     synth_plan = SYNTH_PLANS[mode]
     cfg = demo_config(plan, backbone, data_dir, device, synth_plan)
     run_dir = out / f"run{suffix}"
+    pages = pages_dir(out, mode)
     print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
     run_training(cfg, run_dir, "all")
     t_train = time.time() - t_start
@@ -201,7 +210,7 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     report = {"backbone": backbone, "mode": mode, "image_size": plan.image_size, "train_seconds": round(t_train, 1)}
     rows = []
     for direction, src, target in (("a2b", "testA", "B"), ("b2a", "testB", "A")):
-        res = translate_folder(run_dir, data_dir / src, out / direction, direction=direction, save_levels=True,
+        res = translate_folder(run_dir, data_dir / src, pages / direction, direction=direction, save_levels=True,
                                translator=translator, overwrite=True)  # its own outputs of a previous run
         report[direction] = measure(translator, res["rows"], target)
         rows += [{**r, "name": f"{direction}: {r['name']}"} for r in res["rows"]]
@@ -209,11 +218,11 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
                                      + report["b2a"]["translated_share_target"]) / 2
     report["balanced_reconstruction"] = (report["a2b"]["reconstruction_share_target"]
                                          + report["b2a"]["reconstruction_share_target"]) / 2
-    report["evaluation"] = _evaluate(run_dir, out / "eval", device, translator)
-    report["synthesis"], synth_rows = synthesis_panel(run_dir, out, data_dir, translator, device, seed,
+    report["evaluation"] = _evaluate(run_dir, pages / "eval", device, translator)
+    report["synthesis"], synth_rows = synthesis_panel(run_dir, pages, data_dir, translator, device, seed,
                                                       synth_plan.samples)
     report["total_seconds"] = round(time.time() - t_start, 1)
-    (out / "demo.json").write_text(json.dumps(report, indent=2))
+    (pages / "demo.json").write_text(json.dumps(report, indent=2))
     notes = [f"Backbone: {said}. Image size {plan.image_size} px; cascade 5 -> 4 -> 3; trained in "
              f"{t_train / 60:.1f} min.",
              "levels: source | I_5(translated conv_5_1) | I_4(translated level 4) | I_3(translated level 3) "
@@ -225,12 +234,12 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
              f"{report['balanced_reconstruction']:.0%} of reconstructions classified as the target (50% = chance).",
              *synthesis_notes(report["synthesis"]),
              "Per-direction pages: a2b/index.html, b2a/index.html; synthesis: synth_a/index.html, "
-             f"synth_b/index.html. Training samples: {run_dir.name}/samples/.",
+             f"synth_b/index.html. Training samples: {os.path.relpath(run_dir / 'samples', pages)}/.",
              "deepcascade evaluate (eval/index.html, eval/metrics.json; see docs/evaluation.md):",
              *report["evaluation"]["summary"]]
-    write_index(out, "deepcascade demo: zebra-like (A) <-> giraffe-like (B)", ["source", "result", "levels"],
+    write_index(pages, "deepcascade demo: zebra-like (A) <-> giraffe-like (B)", ["source", "result", "levels"],
                 rows + synth_rows, notes)
-    _summary_png(rows, out / "summary.png")
+    _summary_png(rows, pages / "summary.png")
     return report
 
 

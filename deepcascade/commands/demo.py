@@ -6,17 +6,19 @@ HELP = "run the whole method on built-in synthetic zebra-like/giraffe-like data 
 
 
 def add_arguments(p):
-    p.add_argument("--out", default="demo_out", help="output folder (data, run, translations, index.html)")
+    p.add_argument("--out", default="demo_out", help="output folder (data, run, translations, index.html; --long "
+                                                     "and --quick write their pages to OUT/long and OUT/quick)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a tiny version (under a minute), for tests")
     size.add_argument("--long", action="store_true",
-                      help="the quality setting: twice the data at 96 px (about 45 CPU minutes: the README's figures)")
+                      help="the quality setting: twice the data at 96 px (about 40 CPU minutes; the README's "
+                           "figures)")
     p.add_argument("--device", default="auto", help="'auto' (GPU when available), 'cpu', 'cuda'")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
 
 
 def run(args) -> int:
-    from ..apps.demo import run_demo
+    from ..apps.demo import pages_dir, run_demo
 
     mode = "quick" if args.quick else "long" if args.long else "demo"
     report = run_demo(args.out, mode=mode, device=args.device, seed=args.seed)
@@ -28,5 +30,5 @@ def run(args) -> int:
               f"sources: {r['source_share_target']:.0%})")
     print(f"both directions: {report['balanced_translated']:.0%} of translations classified as their target "
           f"domain, against {report['balanced_reconstruction']:.0%} for untranslated reconstructions")
-    print(f"done in {report['total_seconds'] / 60:.1f} min. Open {out / 'index.html'}")
+    print(f"done in {report['total_seconds'] / 60:.1f} min. Open {pages_dir(out, mode) / 'index.html'}")
     return 0
