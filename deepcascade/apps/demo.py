@@ -53,8 +53,9 @@ class DemoPlan:
 # 1000, cascade 300 per level, cut by 30-40 % once the data placed both domains' animals alike: every measure
 # kept its target), "long" (``demo --long``, the quality setting: twice the data at 96 px, level 5 6x6; fewer
 # steps than its 64-px predecessor (I_5 and I_4 300 instead of 600, level 5 1000 instead of 2500, cascade 300
-# instead of 600 per level, I_3 800 instead of 1000) to stay near 45 CPU minutes. B->A's centre shift fell from
-# 0.053 to 0.037, A->B's stayed at 0.06-0.08 over training seeds; more I_3 or cascade steps did not lower it).
+# instead of 600 per level, I_3 800 instead of 1000) to stay within 40-45 CPU minutes. B->A's centre shift fell
+# from 0.053 to 0.036-0.039, A->B's stayed at 0.07-0.08 over four training seeds; more I_3, level-5 or cascade
+# steps did not lower it by more than the seeds' spread).
 # Budgets and figures: docs/measurements.md.
 PLANS = {
     "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),
