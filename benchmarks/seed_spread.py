@@ -1,12 +1,11 @@
 """How much of a quality figure is the training seed: variants of `demo --long` trained with several seeds.
 
     python benchmarks/seed_spread.py OUT --device cuda --parallel 16 \\
-        --variant shipped='{}' --variant no_average='{"deep": {"ema_decay": 0}, "cascade": {"ema_decay": 0}}' \\
-        --seeds 0 1 2 3
+        --variant shipped --variant 'no_average=deep.ema_decay=0;cascade.ema_decay=0' --seeds 0 1 2 3
 
 The synthetic data and the inversion networks I_5..I_3 are trained once (``OUT/base``) with the demo's long
 plan and settings (``deepcascade.apps.demo``); then, for every (variant, seed), a copy of that run trains level 5
-and the cascade with the variant's config overrides (JSON, merged section by section) and ``engine.seed`` =
+and the cascade with the variant's config overrides (``--set`` items, separated by ``;``) and ``engine.seed`` =
 seed, and ``evaluate`` measures it (independent classifier, collapse, layout: the issue's quality measures).
 Each (variant, seed) is its own process, ``--parallel`` at a time; one JSON line per finished job goes to
 ``OUT/results.jsonl``, and a table of means and standard deviations is printed at the end
@@ -32,23 +31,16 @@ KEYS = ("target_share", "silhouette_target_share", "collapse_ratio", "centre_shi
 BACKBONE = "efficientnet_lite0_s16"  # what the demo uses without VGG-19 weights
 
 
-def merge(base: dict, over: dict) -> dict:
-    for k, v in over.items():
-        if isinstance(v, dict):
-            merge(base.setdefault(k, {}), v)
-        else:
-            base[k] = v
-    return base
-
-
-def config(data: Path, device: str, plan: str, overrides: dict):
+def config(data: Path, device: str, plan: str, sets: str = ""):
+    """The demo's config for ``plan`` with ``sets`` ("section.key=value;...", the CLI's ``--set`` items) on top."""
     from deepcascade.apps.demo import PLANS, demo_config
     from deepcascade.config import build_config
 
-    return build_config(extra=merge(demo_config(PLANS[plan], BACKBONE, data, device).to_dict(), overrides))
+    return build_config(overrides=[s for s in sets.split(";") if s],
+                        extra=demo_config(PLANS[plan], BACKBONE, data, device).to_dict())
 
 
-def job(out: Path, device: str, plan: str, name: str, overrides: str, seed: int) -> None:
+def job(out: Path, device: str, plan: str, name: str, sets: str, seed: int) -> None:
     """Level 5 and the cascade of one (variant, seed) in a copy of the shared run, then ``evaluate``."""
     from deepcascade.evaluation.run import Options, evaluate_run
     from deepcascade.stages.pipeline import run_training
@@ -57,8 +49,7 @@ def job(out: Path, device: str, plan: str, name: str, overrides: str, seed: int)
     if not run.exists():
         shutil.copytree(out / "base", run)
     t0 = time.time()
-    run_training(config(out / "data", device, plan, merge(json.loads(overrides), {"engine": {"seed": seed}})),
-                 run, "all")
+    run_training(config(out / "data", device, plan, f"{sets};engine.seed={seed}"), run, "all")
     m = evaluate_run(run, run / "eval", opts=Options(device=device, metrics=("classifier", "collapse", "layout")))
     rec = {"name": name, "seed": seed, "train_seconds": round(time.time() - t0),
            **{d: {k: m[d].get(k) for k in KEYS} for d in ("a2b", "b2a")}}
@@ -87,11 +78,12 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--plan", default="long", help="a demo plan: quick, demo or long")
-    ap.add_argument("--variant", action="append", required=True, help="NAME=JSON config overrides")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME or NAME=section.key=value;section.key=value... (config overrides, as --set)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
-    ap.add_argument("--job", nargs=3, metavar=("NAME", "JSON", "SEED"), help=argparse.SUPPRESS)
+    ap.add_argument("--job", nargs=3, metavar=("NAME", "SETS", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.job:
         import torch
@@ -103,21 +95,23 @@ def main() -> None:
     from deepcascade.data.synthetic import is_complete, write_dataset
     from deepcascade.stages.pipeline import run_training
 
-    variants = [v.split("=", 1) for v in args.variant]
-    for name, overrides in variants:
-        json.loads(overrides)  # fail here, not in a job
+    if not args.variant:
+        ap.error("give at least one --variant")
+    variants = [v.partition("=")[::2] for v in args.variant]
     p, data = PLANS[args.plan], args.out / "data"
+    for _, sets in variants:
+        config(data, args.device, args.plan, sets)  # a bad field fails here, not in a job
     if not is_complete(data, n=p.n_train, size=p.image_size, seed=0, n_test=p.n_test):
         write_dataset(data, n=p.n_train, size=p.image_size, seed=0, n_test=p.n_test, progress=False)
-    run_training(config(data, args.device, args.plan, {}), args.out / "base", "invert")
+    run_training(config(data, args.device, args.plan), args.out / "base", "invert")
     pending = [(n, o, s) for s in args.seeds for n, o in variants]
     running: list[subprocess.Popen] = []
     while pending or running:
         running = [r for r in running if r.poll() is None]
         while pending and len(running) < args.parallel:
-            name, overrides, seed = pending.pop(0)
+            name, sets, seed = pending.pop(0)
             cmd = [sys.executable, __file__, str(args.out), "--device", args.device, "--plan", args.plan,
-                   "--variant", "unused={}", "--threads", str(args.threads), "--job", name, overrides, str(seed)]
+                   "--threads", str(args.threads), "--job", name, sets, str(seed)]
             with open(args.out / f"{name}_s{seed}.log", "w") as log:
                 running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ))
         time.sleep(1)
