@@ -6,6 +6,11 @@ features: ``ẽ_l = T^l_AB(ẽ_{l+1}; M^l_AB(e_l(a)))``. Losses [ours; the paper
   * WGAN-GP on level-l features, one critic per direction (real = target-domain features);
   * teacher-forced reconstruction ``||T^l_AB(e_{l+1}(b); M^l_AB(e_l(b))) - e_l(b)||_1`` and symmetric,
     weight ``cascade.lambda_rec``: fed the target domain's own deeper features, T^l must reproduce its level;
+  * optional source-domain reconstruction (``cascade.lambda_rec_source``): the same with the source's own
+    features, ``||T^l_AB(e_{l+1}(a); M^l_AB(e_l(a))) - e_l(a)||_1``, so that M^l_AB learns to encode the
+    appearance of the domain it reads at test time;
+  * ``cascade.predictor_adversarial: false`` keeps the adversarial gradient out of M^l: the predictor is then
+    trained by the reconstructions alone, and the critic cannot make it map every source to a few target colours;
   * optional up-consistency (``cascade.lambda_up``): the output pushed through the frozen backbone slice
     l -> l+1 (denormalize, slice, normalize) should give back the translated level-l+1 input.
 """
@@ -25,9 +30,11 @@ from .adversarial import adversarial_step, make_optimizers
 from .experiment import Experiment
 
 
-def translate_level(nets: dict, d: str, deeper: torch.Tensor, source_l: torch.Tensor) -> torch.Tensor:
-    """T^l_d(deeper; M^l_d(source level-l features))."""
-    return nets[f"T_{d}"](deeper, nets[f"M_{d}"](source_l))
+def translate_level(nets: dict, d: str, deeper: torch.Tensor, source_l: torch.Tensor,
+                    train_predictor: bool = True) -> torch.Tensor:
+    """T^l_d(deeper; M^l_d(source level-l features)); with ``train_predictor`` false no gradient reaches M^l_d."""
+    params = nets[f"M_{d}"](source_l)
+    return nets[f"T_{d}"](deeper, params if train_predictor else params.detach())
 
 
 def critic_step(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, lambda_gp: float, ctx: TrainContext):
@@ -50,13 +57,18 @@ def generator_losses(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, c, 
     ``up`` maps normalized level-l features to normalized level-(l+1) features through the frozen
     backbone slice; needed only when ``c.lambda_up > 0``.
     """
-    ab = translate_level(nets, "AB", in_ab, a[level])
-    ba = translate_level(nets, "BA", in_ba, b[level])
+    ab = translate_level(nets, "AB", in_ab, a[level], c.predictor_adversarial)
+    ba = translate_level(nets, "BA", in_ba, b[level], c.predictor_adversarial)
     adv = wgan_generator_loss(nets["D_B"], ab) + wgan_generator_loss(nets["D_A"], ba)
     rec = (feature_distance(translate_level(nets, "AB", b[level + 1], b[level]), b[level])
            + feature_distance(translate_level(nets, "BA", a[level + 1], a[level]), a[level]))
     total = adv + c.lambda_rec * rec
     out = {"g_adv": adv, "rec": rec}
+    if c.lambda_rec_source > 0:
+        # the same reconstruction in the source's domain: the predictor meets the images it reads at test time
+        out["rec_source"] = (feature_distance(translate_level(nets, "AB", a[level + 1], a[level]), a[level])
+                             + feature_distance(translate_level(nets, "BA", b[level + 1], b[level]), b[level]))
+        total = total + c.lambda_rec_source * out["rec_source"]
     if c.lambda_up > 0:
         consistency = feature_distance(up(ab), in_ab) + feature_distance(up(ba), in_ba)
         total = total + c.lambda_up * consistency
