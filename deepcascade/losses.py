@@ -120,8 +120,8 @@ def saliency_centre(features: torch.Tensor, power: float = 4.0) -> torch.Tensor:
 
     The normalized features are zero-mean per channel over the data, so their energy is highest where the
     image departs most from the average, on the animal; the power sharpens the map so that the background does
-    not pull the centre to the middle. On demo v4's level-5 features of real test images, the x and y of this
-    centre correlate 0.69-0.98 with the true silhouette centres (docs/measurements.md).
+    not pull the centre to the middle. On the demo's level-5 features of real test images, the x and y of this
+    centre correlate 0.69-0.98 with the true silhouette centres.
     """
     e = features.float().pow(2).mean(1).pow(power)
     e = e / e.sum((1, 2), keepdim=True).clamp_min(1e-12)
@@ -135,8 +135,9 @@ def layout_loss(a: torch.Tensor, b: torch.Tensor, ab: torch.Tensor, ba: torch.Te
     """Mean |saliency centre of the translation - of its source| over both directions [ours].
 
     The adversarial loss asks translations to stand where the target domain's animals stand; where the two
-    domains place them differently (version 1 of the synthetic data: docs/measurements.md) the translators move
-    the animals accordingly. This term keeps the centre of the feature energy where the source's is.
+    domains place them differently (e.g. wide animals confined horizontally by the frame and tall ones
+    vertically) the translators move the animals accordingly. This term keeps the centre of the feature energy
+    where the source's is (docs/method.md section 3).
     """
     return ((saliency_centre(ab) - saliency_centre(a)).abs().mean()
             + (saliency_centre(ba) - saliency_centre(b)).abs().mean())
