@@ -183,7 +183,8 @@ def test_cached_windows_align_with_the_features_of_the_crop():
     assert err[1] < 1e-6 and err[2] < 1e-6, err
     # one position off (offset 16 is position 4 of level 1, not 5), the same comparison is far from equal
     full, crop = bb(images, [1])[1], bb(images[..., 16:112, 16:112], [1])[1]
-    assert crop.shape[-1] == 23 and torch.equal(full[..., 4:27, 4:27][..., 3:-3, 3:-3], crop[..., 3:-3, 3:-3])
+    assert crop.shape[-1] == 23  # another input size: equal within float rounding, not bit for bit
+    assert (full[..., 4:27, 4:27] - crop)[..., 3:-3, 3:-3].abs().max() < 1e-5
     assert (full[..., 5:28, 5:28] - crop)[..., 3:-3, 3:-3].abs().max() > 1e-2
 
 

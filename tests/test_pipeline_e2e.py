@@ -119,8 +119,9 @@ def test_python_api_matches_cli(trained, translated):
     results = t.translate(images, direction="a2b")
     assert all(isinstance(x, Image.Image) for x in results)
     for p, res in zip(names, results):
-        cli = np.asarray(Image.open(out / p.relative_to(inp)).convert("RGB"))
-        assert np.array_equal(np.asarray(res), cli), p
+        # the CLI ran in batches of 2, the API in one batch: equal up to one 8-bit step of rounding
+        cli = np.asarray(Image.open(out / p.relative_to(inp)).convert("RGB")).astype(int)
+        assert np.abs(np.asarray(res).astype(int) - cli).max() <= 1, p
     # tensors in, tensors out; per-level images on request
     x = torch.rand(2, 3, SIZE, SIZE)
     y, levels = t.translate(x, direction="b2a", return_levels=True)

@@ -126,8 +126,13 @@ def test_synthesizer_api(trained):
     assert torch.equal(x, s.sample(3, domain="a", seed=7, as_tensor=True))
     assert np.array_equal(np.asarray(images[0]), np.asarray(to_pil(x[0])))  # the PIL images are the tensors
     assert not torch.equal(x, s.sample(3, domain="a", seed=8, as_tensor=True))
+    # sample i's codes do not depend on n; the images through another batch size agree within float rounding
+    # (oneDNN may pick other kernels for another batch shape, so bit-equality is not promised there)
+    two, three = s.codes(2, domain="a", seed=7), s.codes(3, domain="a", seed=7)
+    assert all(torch.equal(two[l], three[l][:2]) for l in three)
     result, levels = s.sample(2, domain="a", seed=7, return_levels=True, as_tensor=True)
-    assert torch.equal(result, x[:2]) and sorted(levels) == [3, 4, 5] and torch.equal(levels[3], result)
+    assert (result - x[:2]).abs().max() < 1e-4
+    assert sorted(levels) == [3, 4, 5] and torch.equal(levels[3], result)
     # a code's level-5 part fixes I_5's image: stopping at level 5 shows what the deeper levels start from
     five = s.sample(2, domain="a", seed=7, final_level=5, as_tensor=True)
     assert torch.equal(five, levels[5])

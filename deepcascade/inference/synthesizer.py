@@ -3,7 +3,8 @@
 New images of one domain, drawn from the prior and decoded through the feature hierarchy (Fig. 19 b of the
 supplementary): z_5 -> G_5 -> G_4(., z_4) -> G_3(., z_3) -> I_3. Sample i's codes are the i-th draw of a
 ``torch.Generator`` seeded with ``seed`` (one vector per sample holding z_5, z_4, ... in that order, drawn on
-the CPU), so a seed gives the same images on every call, for any ``n`` and device.
+the CPU), so a seed gives the same codes for any ``n`` and device, and the same images on every call (across
+batch sizes and devices, equal within float rounding).
 """
 
 from __future__ import annotations
