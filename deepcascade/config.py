@@ -9,7 +9,6 @@ checks, naming the offending field.
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,13 +211,6 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    def fingerprint(self, sections: typing.Iterable[str] | None = None) -> str:
-        """Stable JSON of the whole config, or of some sections (used to detect config changes)."""
-        d = self.to_dict()
-        if sections is not None:
-            d = {k: d[k] for k in sections}
-        return json.dumps(d, sort_keys=True)
 
 
 
