@@ -76,7 +76,7 @@ def test_cache_holds_the_exact_features_of_each_crop(tmp_path, backbone, files):
     out = cache.read(idx, flips, chosen)
     for j, (i, flip, k) in enumerate(cases):
         oy, ox = chosen[j]
-        square = transforms.load_transform(load_image(files[i], max_side=L), L)  # the documented geometry
+        square = transforms.test_transform(load_image(files[i], max_side=L), L)  # the documented geometry
         mirrored = square.flip(-1) if flip else square
         crop = mirrored[:, oy:oy + S, ox:ox + S]
         torch.testing.assert_close(out["image"][j], crop, rtol=0, atol=1e-6)
@@ -196,6 +196,20 @@ def test_stats_from_cache_pass_equal_direct_stats(tmp_path, backbone, files):
             assert got[l].count == ref[l].count == 5 * 4 * 2 * (S // backbone.strides[l]) ** 2
             torch.testing.assert_close(got[l].mean, ref[l].mean, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(got[l].std, ref[l].std, rtol=1e-5, atol=1e-5)
+
+
+def test_progress_false_prints_nothing(tmp_path, backbone, files, monkeypatch, capsys):
+    """progress=False silences the build's and the statistics pass's status lines; progress=True prints them."""
+    monkeypatch.setenv("DEEPCASCADE_PROGRESS_EVERY", "1e-9")  # a status line on every update when not a terminal
+    stats = lambda: {5: RunningStats(backbone.channels[5])}
+    _build(tmp_path / "quiet", backbone, files, stats=stats())
+    _build(tmp_path / "quiet", backbone, files, stats=stats())  # reuse: the statistics pass
+    assert capsys.readouterr().err == ""
+    spec = FeatureSpec(backbone, L, S, "cpu", "fp32", crops=4)
+    FeatureCache.build_or_open(tmp_path / "loud", spec, files, LEVELS, batch_size=2, progress=True)
+    FeatureCache.build_or_open(tmp_path / "loud", spec, files, LEVELS, batch_size=2, progress=True, stats=stats())
+    err = capsys.readouterr().err
+    assert "caching loud: 5/5 img" in err and "statistics loud:" in err
 
 
 def test_crop_consistency(backbone):

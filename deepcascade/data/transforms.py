@@ -1,8 +1,6 @@
-"""Image geometry: the training transform (resize, random crop, flip) and the test transform."""
+"""Image geometry: resize the shorter side, centre-crop a square, and the tensor <-> PIL conversions."""
 
 from __future__ import annotations
-
-import random
 
 import numpy as np
 import torch
@@ -42,22 +40,3 @@ def test_transform(img: Image.Image, image_size: int) -> torch.Tensor:
     An ``image_size`` x ``image_size`` input passes through unchanged.
     """
     return to_tensor(center_crop(resize_shorter(img, image_size), image_size))
-
-
-def load_transform(img: Image.Image, load_size: int) -> torch.Tensor:
-    """Resize the shorter side to ``load_size`` and centre-crop a ``load_size`` square.
-
-    This is what the feature cache stores; training crops ``image_size`` windows out of it.
-    """
-    return to_tensor(center_crop(resize_shorter(img, load_size), load_size))
-
-
-def train_transform(img: Image.Image, load_size: int, image_size: int, rng: random.Random) -> torch.Tensor:
-    """Resize the shorter side to ``load_size``, random ``image_size`` crop, random horizontal flip."""
-    img = resize_shorter(img, load_size)
-    w, h = img.size
-    left, top = rng.randint(0, w - image_size), rng.randint(0, h - image_size)
-    img = img.crop((left, top, left + image_size, top + image_size))
-    if rng.random() < 0.5:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return to_tensor(img)

@@ -4,7 +4,7 @@ Layout of a cache folder::
 
     meta.json                                     what was computed and with what; "complete": true is written last
     images.npy   uint8   (n, 3, L, L)             the L-square of every image (shorter side -> L, centre crop L:
-                                                  the geometry of ``data.transforms.load_transform``)
+                                                  the geometry of ``data.transforms.test_transform``)
     offsets.npy  int32   (n, K, 2)                the (oy, ox) pixel offsets of each image's K training crops
     level<l>.npy float16 (n, K, 2, C_l, h_l, h_l) backbone features of crop k ([:, k, 0]) and of its mirror
                                                   ([:, k, 1]); h_l = image_size // stride_l - trim_l
@@ -42,6 +42,7 @@ import torch
 
 from .. import __version__
 from ..fileio import write_text
+from ..progress import progress as progress_bar
 from ..backbones.specs import LEVELS
 from ..errors import UserError
 from .extract import FeatureSpec, extract
@@ -235,7 +236,6 @@ class FeatureCache:
     def _build(cls, directory: Path, spec: FeatureSpec, files: list[Path], meta: dict, *, batch_size: int,
                stats: dict[int, RunningStats] | None, progress: bool, workers: int) -> "FeatureCache":
         from numpy.lib.format import open_memmap
-        from ..progress import progress
 
         directory.mkdir(parents=True, exist_ok=True)
         # An interrupted build must never look complete: the old meta goes first, the new one is written last.
@@ -262,7 +262,7 @@ class FeatureCache:
         compute = sorted(set(levels) | set(stats or {}))
         overflow = 0
         t0 = time.time()
-        bar = progress(total=n, desc=f"caching {directory.name}", unit="img", disable=not progress, leave=False)
+        bar = progress_bar(total=n, desc=f"caching {directory.name}", unit="img", disable=not progress, leave=False)
         try:
             for i0, sq in iter_squares(files, L, batch_size, workers):
                 b = sq.shape[0]
@@ -301,11 +301,9 @@ class FeatureCache:
                          progress: bool = False) -> None:
         """Update ``stats`` with fp32 backbone features of every cached crop (both mirrors), recomputed from the
         stored squares (the same numbers the building pass gave, including levels that are not stored)."""
-        from ..progress import progress
-
         spec.backbone.to(spec.device)
         levels = sorted(stats)
-        for i0 in progress(range(0, len(self), batch_size), desc=f"statistics {self.directory.name}",
+        for i0 in progress_bar(range(0, len(self), batch_size), desc=f"statistics {self.directory.name}",
                        disable=not progress, leave=False):
             feats = crop_features(spec, np.array(self._images[i0:i0 + batch_size]),
                                    self.offsets[i0:i0 + batch_size], levels)

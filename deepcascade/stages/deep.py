@@ -63,7 +63,7 @@ def train_step(nets: dict, batches_a: list, batches_b: list, c, ctx: TrainContex
 class DeepStage(Stage):
     """Trains the level-5 translators from (cached) normalized conv_5_1 features of both domains."""
 
-    def __init__(self, exp: Experiment, level: int = LEVEL):
+    def __init__(self, exp: Experiment):
         c = exp.cfg.deep
         self.exp, self.c = exp, c
         self.name = stage_name("deep", LEVEL)

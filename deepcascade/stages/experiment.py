@@ -32,7 +32,7 @@ class Experiment:
     device: torch.device
     backbone: Backbone
     normalizer: object  # deepcascade.features.normalization.Normalizer
-    domain_a: object  # deepcascade.features.source.DomainFeatures
+    domain_a: object  # deepcascade.features.batches.DomainFeatures
     domain_b: object
 
     @property
