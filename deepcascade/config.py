@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .safe_yaml import excerpt, load as load_yaml_text
 from .backbones.specs import SPECS
 from .presets import PRESETS
 
@@ -248,26 +249,27 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
         value = str(value)
     ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))
     if not ok:
-        raise UserError(f"config field '{path}' must be of type {_type_name(tp)}, got {value!r} "
+        raise UserError(f"config field '{path}' must be of type {_type_name(tp)}, got {excerpt(value)} "
                         f"({type(value).__name__})")
     meta = f.metadata
     if meta.get("choices") is not None and value not in meta["choices"]:
-        raise UserError(f"config field '{path}' must be one of {meta['choices']}, got {value!r}")
+        raise UserError(f"config field '{path}' must be one of {meta['choices']}, got {excerpt(value)}")
     if meta.get("min") is not None and value < meta["min"]:
-        raise UserError(f"config field '{path}' must be >= {meta['min']}, got {value!r}")
+        raise UserError(f"config field '{path}' must be >= {meta['min']}, got {excerpt(value)}")
     if meta.get("max") is not None and value > meta["max"]:
-        raise UserError(f"config field '{path}' must be <= {meta['max']}, got {value!r}")
+        raise UserError(f"config field '{path}' must be <= {meta['max']}, got {excerpt(value)}")
     return value
 
 
 def _apply(obj, overrides: dict, prefix: str = "") -> None:
     if not isinstance(overrides, dict):
-        raise UserError(f"config section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {overrides!r}")
+        raise UserError(f"config section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got "
+                        f"{excerpt(overrides)}")
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in overrides.items():
         path = f"{prefix}{key}"
         if key not in fields:
-            raise UserError(f"unknown config field '{path}'; allowed here: {', '.join(fields)}")
+            raise UserError(f"unknown config field {excerpt(path)}; allowed here: {', '.join(fields)}")
         f = fields[key]
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
@@ -288,7 +290,7 @@ def _validate(cfg: Config) -> None:
                         f"({d.image_size})")
     for name, levels in (("invert.levels", cfg.invert.levels), ("cache.levels", cfg.cache.levels)):
         if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5 for v in levels):
-            raise UserError(f"config field '{name}' must be a list of levels from 1 to 5, got {levels!r}")
+            raise UserError(f"config field '{name}' must be a list of levels from 1 to 5, got {excerpt(levels)}")
     if not cfg.invert.levels:
         raise UserError("config field 'invert.levels' must name at least one level")
     if cfg.cascade.final_level not in cfg.invert.levels:
@@ -300,7 +302,8 @@ def _validate(cfg: Config) -> None:
                         f"{cfg.invert.levels}) or set synth.enabled: false")
     dev = cfg.engine.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise UserError(f"config field 'engine.device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+        raise UserError(f"config field 'engine.device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got "
+                        f"{excerpt(dev)}")
     # CycleGAN layout fills the empty folders.
     if d.root:
         for key, sub in ROOT_FOLDERS.items():
@@ -327,30 +330,32 @@ def parse_set(items: typing.Iterable[str]) -> dict:
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise UserError(f"--set expects section.key=value, got {item!r}")
+            raise UserError(f"--set expects section.key=value, got {excerpt(item)}")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as e:
-            raise UserError(f"--set {key}: cannot parse value {raw!r} as YAML ({e})") from None
+        value = load_yaml_text(raw, f"--set {excerpt(key.strip())}: the value") if raw != "" else ""
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise UserError(f"--set {key}: '{p}' is both a value and a section")
+                raise UserError(f"--set {excerpt(key)}: {excerpt(p)} is both a value and a section")
         node[parts[-1]] = value
     return out
 
 
 def load_yaml(path: str | Path) -> dict:
+    """A config file's sections, read through :func:`deepcascade.safe_yaml.load` (bounded nesting and alias
+    expansion); any problem is a one-line :class:`UserError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"config file {path} is not valid YAML: {e}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"cannot read config file {path}: {e.strerror or type(e).__name__}") from None
+    data = load_yaml_text(text, f"config file {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -380,6 +385,15 @@ def config_from_dict(d: dict) -> Config:
     _apply(cfg, d)
     _validate(cfg)
     return cfg
+
+
+def config_from_file(path: str | Path) -> Config:
+    """A complete config stored as YAML (a run directory's ``config.yaml``); every problem names the file."""
+    data = load_yaml(path)
+    try:
+        return config_from_dict(data)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 def to_commented_yaml(cfg: Config, header: typing.Iterable[str] = ()) -> str:
