@@ -79,7 +79,7 @@ def test_demo_refuses_a_folder_of_other_data(tmp_path, field):
     images, cannot be resumed; the message names the folder and what differs (``write_dataset``'s own refusal
     would point to an ``--overwrite`` that ``demo`` does not have)."""
     from deepcascade.apps.demo import run_demo
-    from deepcascade.data import synthetic
+    from deepcascade.data.synthetic import animals as synthetic
     from deepcascade.errors import UserError
 
     other = {"version": synthetic.VERSION - 1, "size": 32, "seed": 5}[field]

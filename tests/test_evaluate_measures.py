@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from deepcascade.data import synthetic
+from deepcascade.data.synthetic import animals
 from deepcascade.evaluation import classifier as clf
 from deepcascade.evaluation.diversity import collapse_ratio, mean_pairwise_distance
 from deepcascade.evaluation.layout import (compare, find_meta, generator_mask, layout_measure, parse_name,
@@ -49,7 +50,7 @@ def test_collapse_ratio_of_rendered_images_through_a_perceptual_embedding():
     from deepcascade.evaluation.perceptual import BackboneEmbedding
 
     emb = BackboneEmbedding(build_backbone("efficientnet_lite0", "imagenet"), "efficientnet_lite0")
-    x = torch.stack([torch.from_numpy(np.array(synthetic.render("B", i, 64, 0))).permute(2, 0, 1)
+    x = torch.stack([torch.from_numpy(np.array(animals.render("B", i, 64, 0))).permute(2, 0, 1)
                      for i in range(16)]).float() / 255
     with torch.no_grad():
         e = emb(x).numpy()
@@ -60,7 +61,7 @@ def test_collapse_ratio_of_rendered_images_through_a_perceptual_embedding():
 # ---- layout ---------------------------------------------------------------------------------------------------
 
 def _masks(domain, n, size=64, seed=0):
-    return [synthetic.render_with_mask(domain, synthetic.TEST_INDEX_BASE + i, size, seed)[1] for i in range(n)]
+    return [animals.render_with_mask(domain, synthetic.TEST_INDEX_BASE + i, size, seed)[1] for i in range(n)]
 
 
 def test_layout_of_sources_against_themselves_is_zero():
@@ -100,11 +101,11 @@ def test_layout_measure_end_to_end_follows_a_shift(tmp_path):
     """Through file names, the generator's masks and the pixel estimator: translations whose textured region
     is the source's silhouette shifted by (dy, dx) give that shift, within a pixel."""
     size, (dy, dx) = 64, (0, 6)
-    meta = {"generator": "deepcascade.data.synthetic", "version": synthetic.VERSION, "seed": 0, "size": size,
+    meta = {"generator": "deepcascade.data.synthetic", "version": animals.VERSION, "seed": 0, "size": size,
             "test_index_base": synthetic.TEST_INDEX_BASE}
     names, sources, fakes, same = [], [], [], []
     for i in range(12):
-        img, m = synthetic.render_with_mask("A", synthetic.TEST_INDEX_BASE + i, size, 0)
+        img, m = animals.render_with_mask("A", synthetic.TEST_INDEX_BASE + i, size, 0)
         xs = np.nonzero(m)[1]
         if xs.max() >= size - dx - 2:
             continue
@@ -134,9 +135,9 @@ def test_file_names_map_to_generator_indices(tmp_path):
     assert parse_name("B_train_000001.png", meta) == ("B", 1)
     assert parse_name("photo.jpg", meta) is None
     img = Image.open(tmp_path / "d" / "testA" / "A_test_000001.png")
-    want = synthetic.render("A", synthetic.TEST_INDEX_BASE + 1, 32, 5)
+    want = animals.render("A", synthetic.TEST_INDEX_BASE + 1, 32, 5)
     assert np.array_equal(np.asarray(img), np.asarray(want))  # the mapping names the very image
-    assert np.array_equal(generator_mask(domain, index, meta, 32), synthetic.silhouette_mask("A", index, 32, 5))
+    assert np.array_equal(generator_mask(domain, index, meta, 32), animals.silhouette_mask("A", index, 32, 5))
 
 
 # ---- classifier -----------------------------------------------------------------------------------------------

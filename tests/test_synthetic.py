@@ -10,6 +10,7 @@ from PIL import Image
 
 from deepcascade.cli import main
 from deepcascade.data import synthetic as syn
+from deepcascade.data.synthetic import animals
 from deepcascade.errors import UserError
 
 N_SEP = 50  # samples per domain for the separation tests
@@ -19,7 +20,7 @@ SIZE_SEP = 64
 @pytest.fixture(scope="module")
 def samples():
     """{domain: [(image, mask)]} for the separation tests (seed 7, not the seed the docs quote)."""
-    return {d: [syn.render_with_mask(d, i, SIZE_SEP, 7) for i in range(N_SEP)] for d in syn.DOMAINS}
+    return {d: [animals.render_with_mask(d, i, SIZE_SEP, 7) for i in range(N_SEP)] for d in syn.DOMAINS}
 
 
 def _best_threshold_accuracy(a, b) -> float:
@@ -30,12 +31,12 @@ def _best_threshold_accuracy(a, b) -> float:
 
 def test_deterministic_for_a_seed():
     for d in syn.DOMAINS:
-        a, b = syn.render(d, 3, 64, seed=11), syn.render(d, 3, 64, seed=11)
+        a, b = animals.render(d, 3, 64, seed=11), animals.render(d, 3, 64, seed=11)
         assert a.tobytes() == b.tobytes()
-        assert syn.render(d, 3, 64, seed=12).tobytes() != a.tobytes()
-        assert syn.render(d, 4, 64, seed=11).tobytes() != a.tobytes()
-        assert np.array_equal(syn.silhouette_mask(d, 3, 64, 11), syn.silhouette_mask(d, 3, 64, 11))
-    assert syn.render("A", 3, 64, 11).tobytes() != syn.render("B", 3, 64, 11).tobytes()
+        assert animals.render(d, 3, 64, seed=12).tobytes() != a.tobytes()
+        assert animals.render(d, 4, 64, seed=11).tobytes() != a.tobytes()
+        assert np.array_equal(animals.silhouette_mask(d, 3, 64, 11), animals.silhouette_mask(d, 3, 64, 11))
+    assert animals.render("A", 3, 64, 11).tobytes() != animals.render("B", 3, 64, 11).tobytes()
 
 
 def test_does_not_touch_the_global_rngs():
@@ -46,22 +47,22 @@ def test_does_not_touch_the_global_rngs():
     before = (np.random.random(), random.random())
     np.random.seed(0)
     random.seed(0)
-    syn.render("B", 0, 48, 0)
+    animals.render("B", 0, 48, 0)
     assert (np.random.random(), random.random()) == before
 
 
 @pytest.mark.parametrize("size", [32, 100, 200])
 def test_sizes_and_masks(size):
     for d in syn.DOMAINS:
-        img, mask = syn.render_with_mask(d, 1, size, 0)
+        img, mask = animals.render_with_mask(d, 1, size, 0)
         assert img.mode == "RGB" and img.size == (size, size)
         assert mask.dtype == bool and mask.shape == (size, size)
         assert 0.01 < mask.mean() < 0.5  # an animal, not the whole frame
-        assert np.array_equal(mask, syn.silhouette_mask(d, 1, size, 0))
+        assert np.array_equal(mask, animals.silhouette_mask(d, 1, size, 0))
     with pytest.raises(ValueError):
-        syn.render("A", 0, 31, 0)
+        animals.render("A", 0, 31, 0)
     with pytest.raises(ValueError):
-        syn.render("C", 0, 64, 0)
+        animals.render("C", 0, 64, 0)
 
 
 def test_mask_marks_the_animal(samples):
@@ -94,7 +95,7 @@ def test_place_is_no_domain_cue(samples):
     apart, and both spread alike (version 1 fitted each animal into the frame instead: the wide zebras' x spread
     0.089 against the giraffes' 0.149, the tall giraffes' y 0.070 against the zebras' 0.124)."""
     centre = {d: np.array([_box_centre(m) for _, m in samples[d]]) for d in syn.DOMAINS}
-    for k, (lo, hi) in enumerate((syn.CENTRE_X, syn.CENTRE_Y)):
+    for k, (lo, hi) in enumerate((animals.CENTRE_X, animals.CENTRE_Y)):
         a, b = centre["A"][:, k], centre["B"][:, k]
         assert _best_threshold_accuracy(a, b) < 0.7, k
         assert 0.8 < a.std() / b.std() < 1.25, (k, a.std(), b.std())
@@ -135,10 +136,10 @@ def test_write_dataset_layout_and_subset_consistency(tmp_path):
                 assert im.size == (48, 48) and im.mode == "RGB"
     # file i of trainA is render("A", i); test files use disjoint indices
     with Image.open(tmp_path / "ds" / "trainA" / "A_train_000002.png") as im:
-        assert im.tobytes() == syn.render("A", 2, 48, 5).tobytes()
+        assert im.tobytes() == animals.render("A", 2, 48, 5).tobytes()
     with Image.open(tmp_path / "ds" / "testB" / "B_test_000001.png") as im:
         test_img = im.tobytes()
-    assert test_img == syn.render("B", syn.TEST_INDEX_BASE + 1, 48, 5).tobytes()
+    assert test_img == animals.render("B", syn.TEST_INDEX_BASE + 1, 48, 5).tobytes()
     train_imgs = [Image.open(f).tobytes() for f in sorted((tmp_path / "ds" / "trainB").glob("*.png"))]
     assert test_img not in train_imgs
     meta = json.loads((tmp_path / "ds" / "synthetic.json").read_text())
@@ -183,3 +184,24 @@ def test_cli_prepare_synthetic(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["prepare", "coco", "--out", str(tmp_path / "c")])  # not a kind (yet)
     assert e.value.code == 2
+
+
+def test_prepare_never_replaces_a_synthetic_json_it_did_not_write(tmp_path, capsys):
+    """A ``synthetic.json`` the generator did not write is refused (exit 2, named), with or without --overwrite,
+    before anything is written; so is one put in place of the generator's own after a run."""
+    out = tmp_path / "data"
+    out.mkdir()
+    mine = out / "synthetic.json"
+    mine.write_text('{"my": "notes"}')
+    for extra in ([], ["--overwrite"]):
+        assert main(["prepare", "synthetic", "--out", str(out), "--n", "1", "--n-test", "1", "--size", "32",
+                     *extra]) == 2
+        err = capsys.readouterr().err
+        assert str(mine) in err and "not written by" in err and len(err.strip().splitlines()) == 1
+        assert mine.read_text() == '{"my": "notes"}' and sorted(p.name for p in out.iterdir()) == ["synthetic.json"]
+    done = tmp_path / "done"
+    assert main(["prepare", "synthetic", "--out", str(done), "--n", "1", "--n-test", "1", "--size", "32"]) == 0
+    (done / "synthetic.json").write_text("not json")
+    assert main(["prepare", "synthetic", "--out", str(done), "--n", "1", "--n-test", "1", "--size", "32",
+                 "--overwrite"]) == 2
+    assert (done / "synthetic.json").read_text() == "not json"

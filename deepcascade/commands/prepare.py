@@ -3,10 +3,10 @@
 Each kind is one entry of ``KINDS``: a function adding its own flags and a function doing the work, so that
 more kinds are added without touching the others. The work lives in ``deepcascade/data/prepare/`` (one module
 per source layout) and is imported inside the run functions, so building the parser imports no torch.
-Every kind can be re-run over its output: the real-data kinds through ``prepare.json`` (written last; see
-docs/datasets.md), ``synthetic`` through ``synthetic.json``.
-No kind writes over an input: ``synthetic`` checks ``--out`` with :func:`dataset_output`, the others with
-``data/prepare/output.py`` (both through :func:`deepcascade.fileio.check_output_location`).
+Every kind writes its output through ``data/prepare/output.py`` and can be re-run over it (``prepare.json``,
+written last; see docs/datasets.md); ``synthetic`` adds ``synthetic.json``, which names the pair, seed and size
+its images and masks are drawn again from. No kind writes over an input
+(:func:`deepcascade.fileio.check_output_location`).
 """
 
 from __future__ import annotations
@@ -15,30 +15,19 @@ import logging
 from pathlib import Path
 
 from ..errors import UserError
-from ..fileio import OVERWRITE_HELP, check_output_location, folder_lock
+from ..fileio import OVERWRITE_HELP
 
 log = logging.getLogger("deepcascade")
 
 HELP = ("write a two-domain dataset (trainA/trainB/testA/testB); kinds: synthetic, coco, cats-dogs, afhq, drit, "
         "folders")
 
-SPLITS = ("trainA", "trainB", "testA", "testB")
-
-
-def dataset_output(out: str | Path, inputs: dict[str, str | Path | None], metadata: str):
-    """Check ``--out`` against the kind's ``inputs`` (flag -> path) and return a lock held while writing it.
-
-    The dataset is written to ``out/{trainA,trainB,testA,testB}/`` and ``out/<metadata>``: an ``--out`` that
-    is, lies inside or contains an input is refused when an input file lies where those go.
-    """
-    out = Path(out)
-    check_output_location(out, inputs, outputs=[out / metadata, out / ".lock"],
-                          output_folders=[out / s for s in SPLITS])
-    return folder_lock(out, "dataset folder")
-
 
 def _synthetic_arguments(p) -> None:
-    p.add_argument("--out", required=True, help="output directory (created; must not be an existing file)")
+    p.add_argument("--out", help="output directory (created; must not be an existing file)")
+    p.add_argument("--pair", default="animals",
+                   help="which built-in pair of domains to draw (--list-pairs shows them); default animals")
+    p.add_argument("--list-pairs", action="store_true", help="list the built-in pairs and exit")
     p.add_argument("--n", type=int, default=500, help="training images per domain")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (>= 32)")
     p.add_argument("--seed", type=int, default=0, help="generator seed; every image depends only on it, "
@@ -51,11 +40,18 @@ def _synthetic_arguments(p) -> None:
 def _synthetic_run(args) -> int:
     from ..data import synthetic
 
+    if args.list_pairs:
+        for pair in synthetic.PAIRS.values():
+            print(f"{pair.name}: A = {pair.domain_a}; B = {pair.domain_b}; differ by {pair.differs}")
+        return 0
+    if not args.out:
+        raise UserError("prepare synthetic needs --out DIR (or --list-pairs)")
+    pair = synthetic.get_pair(args.pair)
     out = Path(args.out)
-    with dataset_output(out, {}, "synthetic.json"):  # no input: nothing of the user's can be replaced
-        counts = synthetic.write_dataset(out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
-                                         overwrite=args.overwrite)
-    print(f"synthetic zebra-like (A) / giraffe-like (B) domains, {args.size}x{args.size} px, seed {args.seed}:")
+    counts = synthetic.write_dataset(out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
+                                     overwrite=args.overwrite, pair=pair.name)
+    print(f"synthetic pair {pair.name}, {args.size}x{args.size} px, seed {args.seed}: A = {pair.domain_a}; "
+          f"B = {pair.domain_b}")
     for folder, count in counts.items():
         print(f"  {count:6d} images -> {out / folder}")
     print(f"  parameters -> {out / 'synthetic.json'}")
@@ -184,7 +180,8 @@ def _folders_run(args) -> int:
 
 # kind -> (help, add_arguments, run)
 KINDS = {
-    "synthetic": ("built-in zebra-like (A) vs giraffe-like (B) images that differ in shape; no download",
+    "synthetic": ("built-in pairs of domains that differ in shape (default: zebra-like vs giraffe-like animals; "
+                  "--list-pairs), with their object masks; no download",
                   _synthetic_arguments, _synthetic_run),
     "coco": ("MSCOCO object crops of two categories (zebra,giraffe; zebra,elephant) from the instances "
              "annotations, one square crop per usable instance, with a manifest",

@@ -71,17 +71,23 @@ class PreparedOutput:
     (:func:`deepcascade.fileio.folder_lock`), so two processes never prepare the same folder at once.
     """
 
-    def __init__(self, out: str | Path, kind: str, options: dict, inputs: dict[str, Path]):
+    def __init__(self, out: str | Path, kind: str, options: dict, inputs: dict[str, Path],
+                 extends: Callable[[dict], bool] | None = None):
+        """``extends(old_options)``: True when an output prepared with ``old_options`` holds a subset of this
+        run's files, each already as this run writes it (a smaller synthetic set): it is completed as an
+        interrupted run would be instead of refused."""
         self.out = Path(out)
         self.kind = kind
         self.options = json.loads(json.dumps({"kind": kind, **options}))  # plain JSON types, as stored
         self.inputs = inputs
+        self.extends = extends
         self.records: dict[str, dict] = {}
         self.resuming = False
         self.written = 0
         self.kept = 0
         self.meta: dict | None = None
         self._lock = contextlib.ExitStack()
+        self._locked = False
 
     def __enter__(self) -> "PreparedOutput":
         return self
@@ -105,26 +111,48 @@ class PreparedOutput:
             except (ValueError, KeyError, TypeError):
                 raise UserError(f"{marker} is not a readable prepare marker; delete {self.out} to prepare "
                                 f"again") from None
-            if old_options != self.options:
+            if old_options != self.options and not (self.extends and self.extends(old_options)):
                 raise UserError(f"--out {self.out} holds a '{old_options.get('kind')}' preparation with other "
                                 f"options ({_first_difference(old_options, self.options)}); use another --out, "
                                 f"or delete {self.out} to redo it")
-            if meta.get("complete") is True:
+            missing = self._missing_files() if meta.get("complete") is True else []
+            if meta.get("complete") is True and old_options == self.options and not missing:
                 self.meta = meta
                 print(f"{self.out} is already prepared ({MARKER} says complete; same options): nothing to do")
                 print(format_summary(meta))
                 return False
             self.resuming = True
-            log.info("completing an interrupted preparation in %s (whole files are kept)", self.out)
+            if old_options != self.options:
+                log.info("extending the preparation in %s (its files are kept)", self.out)
+            elif missing:
+                log.info("%d file(s) of %s are missing (e.g. %s): writing them again", len(missing), self.out,
+                         missing[0])
+            else:
+                log.info("completing an interrupted preparation in %s (whole files are kept)", self.out)
         elif self.out.is_dir() and any(p.name != ".lock" for p in self.out.iterdir()):  # a killed run's lock
             raise UserError(f"--out {self.out} exists, is not empty and holds no {MARKER} (not a prepare "
                             f"output); choose a new or empty folder")
         return True
 
+    def _missing_files(self) -> list[str]:
+        """Files the manifest names that are not there (deleted by hand after the run): a re-run writes them."""
+        try:
+            lines = (self.out / MANIFEST).read_text(encoding="utf-8").splitlines()
+            files = [json.loads(line)["file"] for line in lines if line.strip()]
+        except (OSError, ValueError, KeyError, TypeError):
+            return [MANIFEST]
+        return [f for f in files if not (self.out / f).is_file()]
+
+    def lock(self) -> None:
+        """Take the folder's lock now (it is otherwise taken at the first write); held to the end of the block."""
+        if not self._locked:
+            self._lock.enter_context(folder_lock(self.out, "prepare output"))  # creates the folder
+            self._locked = True
+
     def _begin(self) -> None:
         """Mark the output incomplete before its first file (a failing check before it leaves nothing)."""
         if self.meta is None or self.meta.get("complete") is not False:
-            self._lock.enter_context(folder_lock(self.out, "prepare output"))  # creates the folder
+            self.lock()
             self._write_marker({"complete": False})
 
     def _write_marker(self, fields: dict) -> None:

@@ -1,4 +1,4 @@
-"""Built-in synthetic two-domain data whose domains differ in *shape*, in the spirit of zebra <-> giraffe.
+"""The built-in pair ``animals``: two domains that differ in *shape*, in the spirit of zebra <-> giraffe.
 
 The paper's point is translation between domains whose shapes differ (docs/method.md section 0). These domains
 let the whole pipeline be run and measured without downloading anything:
@@ -26,38 +26,30 @@ Every image is a pure function of ``(domain, index, size, seed)`` (a ``numpy.ran
 images of a 500-image set are the 100-image set. Test images use indices ``TEST_INDEX_BASE + i``, disjoint from
 the training indices. The same seed and index at another size give the same scene at another resolution.
 
-Measurement that separates the domains by shape: the silhouette's bounding-box aspect ratio
+Measurement that separates the domains by shape (``measures.py``): the silhouette's bounding-box aspect ratio
 ``mask_aspect(mask) = height / width`` (mask from :func:`silhouette_mask`), below ``ASPECT_THRESHOLD = 1.0``
 for A and above it for B at 32-256 px. Colour does not tell them apart at the image level, because both
 domains share the backgrounds (the coats do differ, as texture should). For images without a mask, e.g.
-translations, :func:`domain_score` estimates the same aspect ratio from the image alone (the bounding box of the
+translations, ``measures.domain_score`` estimates the same aspect ratio from the image alone (the bounding box of the
 strongly textured pixels: the animal against a smooth background). The figures are in docs/measurements.md;
 tests/test_synthetic.py checks these claims on fresh samples.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..errors import UserError
+from .scene import DOMAINS, TEST_INDEX_BASE, check_size, image_rng, mix as _mix, supersampling as _supersampling
+from .scene import value_noise as _value_noise
 
-log = logging.getLogger("deepcascade")
-
-DOMAINS = ("A", "B")
-MIN_SIZE = 32
-TEST_INDEX_BASE = 1_000_000_000  # test image i has index TEST_INDEX_BASE + i; train indices are 0..n-1
-ASPECT_THRESHOLD = 1.0  # bbox height / width: A (zebra-like) below, B (giraffe-like) above
-FILE_RE = re.compile(r"^[AB]_(train|test)_\d{6,}\.png$")
 VERSION = 2  # bump when the rendering changes, so that a dataset records which generator made it
 # the centre of the animal's bounding box, as fractions of the side, uniform in these ranges in both domains
 CENTRE_X, CENTRE_Y = (0.32, 0.68), (0.38, 0.62)
+__all__ = ["DOMAINS", "TEST_INDEX_BASE", "VERSION", "CENTRE_X", "CENTRE_Y", "render", "render_with_mask",
+           "silhouette_mask"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -172,12 +164,6 @@ def _giraffe(rng):
 # ----------------------------------------------------------------------------------------------------------
 # textures
 
-def _value_noise(rng, h, w, cells):
-    """Smooth noise in [-1, 1]: a random ``cells`` grid upsampled bicubically to (h, w)."""
-    g = rng.random((cells, cells), dtype=np.float32) * 2 - 1
-    return np.asarray(Image.fromarray(g, mode="F").resize((w, h), Image.Resampling.BICUBIC))
-
-
 def _worley(rng, ys, xs, cell):
     """(F2 - F1) of a jittered-grid Worley pattern and the id of the nearest cell, at points (ys, xs)."""
     gy, gx = np.floor(ys / cell).astype(np.int64), np.floor(xs / cell).astype(np.int64)
@@ -275,10 +261,6 @@ GROUNDS = [  # (far, near)
 ]
 
 
-def _mix(c0, c1, t):
-    return np.asarray(c0, float) * (1 - t) + np.asarray(c1, float) * t
-
-
 def _background(rng, S, below):
     """Sky gradient with soft clouds, hazy hills, noisy ground (an RGB image, S x S). The horizon is at 35-68 % of
     the height, and not lower than row ``below`` (where the animal's feet allow)."""
@@ -337,23 +319,10 @@ def _background(rng, S, below):
 # ----------------------------------------------------------------------------------------------------------
 # rendering
 
-def _rng(domain: str, index: int, seed: int) -> np.random.Generator:
-    if domain not in DOMAINS:
-        raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
-    if index < 0 or seed < 0:
-        raise ValueError(f"index and seed must be >= 0, got index={index}, seed={seed}")
-    return np.random.default_rng(np.random.SeedSequence([int(seed), DOMAINS.index(domain), int(index)]))
-
-
-def _supersampling(size: int) -> int:
-    return 4 if size <= 96 else 3 if size <= 256 else 2
-
-
 def render_with_mask(domain: str, index: int, size: int, seed: int) -> tuple[Image.Image, np.ndarray]:
     """The image and the animal's boolean silhouette mask (size x size) of one sample."""
-    if size < MIN_SIZE:
-        raise ValueError(f"size must be >= {MIN_SIZE}, got {size}")
-    rng = _rng(domain, index, seed)
+    check_size(size)
+    rng = image_rng(domain, index, seed)
     ss = _supersampling(size)
     S = size * ss
     parts, ground = (_zebra if domain == "A" else _giraffe)(rng)
@@ -421,166 +390,3 @@ def render(domain: str, index: int, size: int, seed: int) -> Image.Image:
 def silhouette_mask(domain: str, index: int, size: int, seed: int) -> np.ndarray:
     """The animal's boolean mask (size x size) in the image ``render(domain, index, size, seed)``."""
     return render_with_mask(domain, index, size, seed)[1]
-
-
-def mask_aspect(mask: np.ndarray) -> float:
-    """Bounding-box height / width of a silhouette mask: < ``ASPECT_THRESHOLD`` for A, above for B."""
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        return float("nan")
-    return float(ys.max() - ys.min() + 1) / float(xs.max() - xs.min() + 1)
-
-
-def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of a 2-D float array (edges replicated)."""
-    r = max(1, int(round(3 * sigma)))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    for axis in (0, 1):
-        p = np.pad(a, [(r, r) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
-        n = a.shape[axis]
-        a = sum(w * (p[i:i + n] if axis == 0 else p[:, i:i + n]) for i, w in enumerate(k))
-    return a
-
-
-def textured_pixels(img: Image.Image | np.ndarray) -> np.ndarray:
-    """Boolean mask of the strongly textured pixels: the animal's estimated silhouette in these scenes.
-
-    Local contrast energy (luminance minus its blur, squared, blurred) above a fifth of its 99.5th percentile;
-    the backgrounds are smooth, the coats are striped or patched. Used by :func:`domain_score` and by the
-    layout measure of ``deepcascade evaluate``.
-    """
-    arr = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img, dtype=np.float64)
-    lum = arr[..., :3] @ np.array([0.299, 0.587, 0.114])
-    h = lum.shape[0]
-    energy = _blur((lum - _blur(lum, max(0.8, h / 128))) ** 2, max(1.0, h / 64))
-    return energy > 0.2 * float(np.percentile(energy, 99.5))
-
-
-def domain_score(img: Image.Image | np.ndarray) -> float:
-    """Estimated silhouette aspect (height / width) from the image alone; compare with ``ASPECT_THRESHOLD``.
-
-    The animals are the only strongly textured things in these scenes (stripes, patch borders) while the
-    backgrounds are smooth, so the bounding box of the pixels with high local contrast approximates the
-    silhouette's. Meant for rendered and translated images of these two domains, not for photos.
-    """
-    ys, xs = np.nonzero(textured_pixels(img))
-    if len(ys) < 4:
-        return float("nan")
-    y0, y1 = np.percentile(ys, [1, 99])
-    x0, x1 = np.percentile(xs, [1, 99])
-    return float(y1 - y0 + 1) / float(x1 - x0 + 1)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# dataset
-
-def _check_args(n: int, size: int, seed: int, n_test: int) -> None:
-    if size < MIN_SIZE:
-        raise UserError(f"--size must be >= {MIN_SIZE}, got {size}")
-    if n < 0 or n_test < 0:
-        raise UserError(f"image counts must be >= 0, got n={n}, n_test={n_test}")
-    if n >= TEST_INDEX_BASE or n_test >= TEST_INDEX_BASE:
-        raise UserError(f"image counts must be below {TEST_INDEX_BASE}")
-    if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
-
-
-def _params(seed: int, size: int) -> dict:
-    return {"generator": "deepcascade.data.synthetic", "version": VERSION, "seed": seed, "size": size}
-
-
-def same_params(meta: dict | None, seed: int, size: int) -> bool:
-    """True when ``meta`` (a ``synthetic.json``) was written by this generator version with this seed and size,
-    i.e. its images are the ones :func:`write_dataset` would draw now."""
-    return bool(meta) and all(meta.get(k) == v for k, v in _params(seed, size).items())
-
-
-def read_meta(out_dir) -> dict | None:
-    """``synthetic.json`` of a dataset folder, or None when absent or unreadable."""
-    try:
-        return json.loads((Path(out_dir) / "synthetic.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def is_complete(out_dir, n: int, size: int, seed: int, n_test: int) -> bool:
-    """True when ``out_dir`` holds exactly this dataset, finished (``synthetic.json`` says ``complete``)."""
-    meta = read_meta(out_dir)
-    want = {f"{split}{d}": c for split, c in (("train", n), ("test", n_test)) for d in DOMAINS}
-    return bool(meta and meta.get("complete", True) and meta.get("counts") == want and same_params(meta, seed, size))
-
-
-def write_dataset(out_dir, n: int, size: int, seed: int, n_test: int | None = None,
-                  overwrite: bool = False, progress: bool = True) -> dict:
-    """Write ``out_dir/{trainA,trainB,testA,testB}/*.png`` and ``out_dir/synthetic.json``; return the counts.
-
-    ``n`` training and ``n_test`` (default ``max(10, n // 5)``) test images per domain; test images use
-    indices ``TEST_INDEX_BASE + i``. Existing files are never replaced without ``overwrite``: images already
-    written with the same generator, seed and size are the same images (each is a pure function of them), so
-    they are kept and counted in ``counts["kept"]`` (an interrupted run continues where it stopped); images of
-    another seed, size or count are refused (UserError). ``overwrite`` deletes this generator's files
-    (``A_train_000000.png``...) first; a folder holding any other file is always refused. Images are written
-    atomically and ``synthetic.json`` says ``complete: true`` only once all of them are there.
-    """
-    from ..fileio import atomic_path, write_text
-
-    n_test = max(10, n // 5) if n_test is None else n_test
-    _check_args(n, size, seed, n_test)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is not a directory")
-    plan = {f"{split}{d}": (split, d, count) for split, count in (("train", n), ("test", n_test)) for d in DOMAINS}
-    names = {folder: [f"{d}_{split}_{i:06d}.png" for i in range(count)] for folder, (split, d, count) in plan.items()}
-    meta = read_meta(out)
-    same = same_params(meta, seed, size)
-    existing = {}
-    for folder in plan:
-        sub = out / folder
-        if sub.exists() and not sub.is_dir():
-            raise UserError(f"{sub} exists and is not a directory")
-        existing[folder] = [p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")] \
-            if sub.is_dir() else []
-        foreign = [p for p in existing[folder] if not FILE_RE.match(p.name)]
-        if foreign:
-            raise UserError(f"{sub} holds other files ({foreign[0].name}, ...); choose an empty directory")
-    if any(existing.values()) and not overwrite:
-        extra = [p for folder, ps in existing.items() for p in ps if p.name not in set(names[folder])]
-        if not same or extra:
-            why = (f"{len(extra)} beyond the requested counts, e.g. {extra[0]}" if same else
-                   f"made with other parameters ({'; '.join(f'{k} {meta.get(k)}' for k in ('seed', 'size', 'version'))})"
-                   if meta else "of unknown parameters (no synthetic.json)")
-            raise UserError(f"{out} already holds {sum(map(len, existing.values()))} synthetic image(s), {why}; "
-                            f"use --overwrite to replace them, or another --out")
-    if overwrite:
-        for ps in existing.values():
-            for p in ps:
-                p.unlink()
-    counts = {folder: count for folder, (_, _, count) in plan.items()}
-    meta = {**_params(seed, size), "counts": counts, "test_index_base": TEST_INDEX_BASE, "complete": False,
-            "domains": {"A": "zebra-like: wide low striped body, short legs and neck",
-                        "B": "giraffe-like: small body, long legs, long slanted neck, patches"}}
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "synthetic.json", json.dumps(meta, indent=2) + "\n")  # first: a rerun knows what is there
-    from ..progress import progress as progress_bar
-
-    kept = 0
-    with progress_bar(total=2 * (n + n_test), unit="img", desc="synthetic", disable=not progress) as bar:
-        for folder, (split, d, count) in plan.items():
-            sub = out / folder
-            sub.mkdir(parents=True, exist_ok=True)
-            base = 0 if split == "train" else TEST_INDEX_BASE
-            for i, name in enumerate(names[folder]):
-                if (sub / name).is_file():
-                    kept += 1
-                else:
-                    with atomic_path(sub / name) as tmp:
-                        render(d, base + i, size, seed).save(tmp, format="PNG", compress_level=1)
-                bar.update(1)
-    meta["complete"] = True
-    write_text(out / "synthetic.json", json.dumps(meta, indent=2) + "\n")
-    if kept:
-        from ..fileio import kept_existing_note
-
-        log.warning(kept_existing_note(kept, out, "synthetic image(s) of the same seed and size"))
-    return counts

@@ -1,0 +1,77 @@
+"""Silhouette measures: the shape figures that tell a pair's domains apart, from a mask or from the image alone.
+
+From a boolean mask: :func:`mask_aspect` (bounding-box height / width) and :func:`mask_fill` (the share of the
+bounding box the silhouette covers). From an image (translations have no mask): :func:`textured_pixels`
+estimates the silhouette of an object textured against a smooth background (the animals), and
+:func:`domain_score` its aspect ratio. Each pair in ``pairs.py`` says which of these is its judge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+ASPECT_THRESHOLD = 1.0  # animals: bbox height / width, A (zebra-like) below, B (giraffe-like) above
+
+
+def as_array(img: Image.Image | np.ndarray) -> np.ndarray:
+    """An RGB image as a float64 (H, W, 3) array on a 0..255 scale."""
+    return np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img, dtype=np.float64)
+
+
+def mask_aspect(mask: np.ndarray) -> float:
+    """Bounding-box height / width of a silhouette mask: < ``ASPECT_THRESHOLD`` for A, above for B."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return float("nan")
+    return float(ys.max() - ys.min() + 1) / float(xs.max() - xs.min() + 1)
+
+
+def mask_fill(mask: np.ndarray) -> float:
+    """Share of the silhouette's bounding box that the silhouette covers (1 for a square, pi/4 for a disc,
+    about 0.3-0.45 for a five-pointed star); NaN for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return float("nan")
+    return float(len(ys)) / float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+
+
+def blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D float array (edges replicated)."""
+    r = max(1, int(round(3 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    for axis in (0, 1):
+        p = np.pad(a, [(r, r) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
+        n = a.shape[axis]
+        a = sum(w * (p[i:i + n] if axis == 0 else p[:, i:i + n]) for i, w in enumerate(k))
+    return a
+
+
+def textured_pixels(img: Image.Image | np.ndarray) -> np.ndarray:
+    """Boolean mask of the strongly textured pixels: the animal's estimated silhouette in these scenes.
+
+    Local contrast energy (luminance minus its blur, squared, blurred) above a fifth of its 99.5th percentile;
+    the backgrounds are smooth, the coats are striped or patched. Used by :func:`domain_score` and by the
+    layout measure of ``deepcascade evaluate``.
+    """
+    arr = as_array(img)
+    lum = arr[..., :3] @ np.array([0.299, 0.587, 0.114])
+    h = lum.shape[0]
+    energy = blur((lum - blur(lum, max(0.8, h / 128))) ** 2, max(1.0, h / 64))
+    return energy > 0.2 * float(np.percentile(energy, 99.5))
+
+
+def domain_score(img: Image.Image | np.ndarray) -> float:
+    """Estimated silhouette aspect (height / width) from the image alone; compare with ``ASPECT_THRESHOLD``.
+
+    The animals are the only strongly textured things in these scenes (stripes, patch borders) while the
+    backgrounds are smooth, so the bounding box of the pixels with high local contrast approximates the
+    silhouette's. Meant for rendered and translated images of the animal pair, not for photos.
+    """
+    ys, xs = np.nonzero(textured_pixels(img))
+    if len(ys) < 4:
+        return float("nan")
+    y0, y1 = np.percentile(ys, [1, 99])
+    x0, x1 = np.percentile(xs, [1, 99])
+    return float(y1 - y0 + 1) / float(x1 - x0 + 1)
