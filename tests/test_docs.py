@@ -77,7 +77,48 @@ def problems(doc: Path, text: str) -> list[str]:
 
 def test_the_documents_exist():
     names = {d.relative_to(ROOT).as_posix() for d in DOCS}
-    assert {"README.md", "docs/method.md", "docs/measurements.md"} <= names
+    assert {"README.md", "docs/method.md", "docs/measurements.md", "docs/training.md", "docs/inference.md",
+            "docs/evaluation.md", "docs/datasets.md", "docs/failures.md", "docs/history.md"} <= names
+
+
+def test_readme_is_short_and_starts_with_the_two_set_up_commands():
+    """At most 200 lines; the demo and test commands, exactly, in its first screen; no link out of the repository."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    first_screen = "\n".join(readme.splitlines()[:40])
+    assert "pip install -e . && deepcascade demo --out demo_out" in first_screen
+    assert "pip install -e '.[test]' && python -m pytest -q" in first_screen
+    assert "http://" not in readme and "https://" not in readme
+
+
+def test_failure_table_lives_in_docs_and_names_its_tests():
+    """The failure table moved to docs/failures.md: a table of cases whose intro names the tests that check them."""
+    text = (ROOT / "docs" / "failures.md").read_text(encoding="utf-8")
+    assert "| case | what happens |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) > 30
+    named = [p for p in repo_paths(text) if p.startswith("tests/test_")]
+    assert "tests/test_no_traceback.py" in named and len(named) >= 10
+
+
+def layout_names(readme: str) -> set[str]:
+    """Module (``x.py``) and folder (``x/``) names in the README's Layout block."""
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    return set(re.findall(r"(?<![\w/.-])([a-z_][a-z0-9_]*\.py|[a-z_][a-z0-9_]*/)", block))
+
+
+def test_readme_layout_names_only_what_exists():
+    """Every module and folder the Layout block names exists in the tree (tests/test_architecture.py checks the
+    other way: every top-level entry of the package is named)."""
+    roots = [ROOT / "deepcascade", ROOT / "tests", ROOT / "benchmarks", ROOT / "docs"]
+    files = {p.name for r in roots for p in r.rglob("*.py")}
+    folders = {p.name + "/" for r in roots for p in r.rglob("*") if p.is_dir() and p.name != "__pycache__"}
+    folders |= {r.name + "/" for r in roots}
+    names = layout_names((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert {"deepcascade/", "cli.py", "commands/", "tests/"} <= names  # the extraction is not vacuous
+    assert layout_names("## Layout\n```\nno_such/ gone.py KID/FID\n```\n") == {"no_such/", "gone.py"}
+    missing = sorted(n for n in names if n not in files and n not in folders)
+    assert not missing, f"README's Layout section names what does not exist: {missing}"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.relative_to(ROOT).as_posix())
