@@ -154,6 +154,9 @@ class CascadeConfig:
                                        "T^l_AB(e_l+1(a); M^l_AB(e_l(a))) should give e_l(a), so M^l learns to "
                                        "encode the appearance of the images it is given at test time [ours]",
                                   min=0.0)
+    recolour: bool = _f(False, "the reconstructions read the level-l features of a hue-rotated copy of the "
+                               "image through M^l and must reproduce them from the original's deeper features, "
+                               "so M^l carries the source's colours past the deeper translation [ours]")
     predictor_adversarial: bool = _f(True, "let the adversarial term train the AdaIN predictors M^l (false: "
                                            "M^l learns from the reconstruction terms only, as an appearance "
                                            "encoder the critic cannot bend toward a few target colours) [ours]")
