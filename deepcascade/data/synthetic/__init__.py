@@ -7,15 +7,20 @@ of a file ``name`` of a data set written by ``deepcascade prepare synthetic``, w
 
 For a sample: :func:`render_with_mask(pair, domain, index, size, seed)` -> ``(PIL RGB image, bool mask)``.
 
-Judging a domain by shape: ``get_pair(name)`` returns the pair's :class:`~pairs.Pair`, whose
-``mask_measure(mask)`` / ``image_measure(image)`` compute its shape measure from a mask or from the image alone
-(translations), and ``judge_mask`` / ``judge_image`` say "A", "B" or None (A below ``threshold``, B above).
+Judging a domain by shape: ``get_pair(meta.get("pair", DEFAULT_PAIR))`` returns the pair's
+:class:`~pairs.Pair`, whose ``mask_measure(mask)`` / ``image_measure(image)`` compute its shape measure from a
+mask or from the image alone (translations), ``judge_mask`` / ``judge_image`` say "A", "B" or None (A below
+``threshold``, B above), and ``estimate_mask(image)`` is the object's silhouette estimated from the image alone
+(the animals: :func:`textured_pixels`; the object pairs: :func:`object_pixels`, which also keep the outer
+eighth of every image background only).
 
 Modules: ``scene`` (what the renderers share), ``animals`` (the default pair, zebra-like vs giraffe-like),
-``pairs`` (the registry), ``measures`` (silhouette measures), ``writer`` (the prepared data set).
+``objects`` (the held-out object pairs ``discs-stars`` and ``mugs-bottles``), ``pairs`` (the registry),
+``measures`` (silhouette measures), ``writer`` (the prepared data set).
 """
 
-from .measures import ASPECT_THRESHOLD, domain_score, mask_aspect, mask_fill, textured_pixels
+from .measures import (ASPECT_THRESHOLD, domain_score, mask_aspect, mask_fill, mask_spikiness, object_pixels,
+                       textured_pixels)
 from .pairs import DEFAULT_PAIR, PAIRS, Pair, get_pair, render, render_with_mask
 from .scene import DOMAINS, MIN_SIZE, TEST_INDEX_BASE
 from .writer import (FILE_RE, GENERATOR, META, file_name, find_meta, is_complete, parse_file_name, read_meta,
@@ -23,5 +28,5 @@ from .writer import (FILE_RE, GENERATOR, META, file_name, find_meta, is_complete
 
 __all__ = ["ASPECT_THRESHOLD", "DEFAULT_PAIR", "DOMAINS", "FILE_RE", "GENERATOR", "META", "MIN_SIZE", "PAIRS",
            "Pair", "TEST_INDEX_BASE", "domain_score", "file_name", "find_meta", "get_pair", "is_complete",
-           "mask_aspect", "mask_fill", "parse_file_name", "read_meta", "render", "render_with_mask",
+           "mask_aspect", "mask_fill", "mask_spikiness", "object_pixels", "parse_file_name", "read_meta", "render", "render_with_mask",
            "same_params", "source_with_mask", "textured_pixels", "write_dataset"]

@@ -75,3 +75,68 @@ def domain_score(img: Image.Image | np.ndarray) -> float:
     y0, y1 = np.percentile(ys, [1, 99])
     x0, x1 = np.percentile(xs, [1, 99])
     return float(y1 - y0 + 1) / float(x1 - x0 + 1)
+
+
+FRAME = 0.125  # the outer frame (fraction of the side) that object pairs keep free of the object
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of a 1-D sample: the cut maximising the between-class variance."""
+    hist, edges = np.histogram(values, bins=64)
+    p = hist / max(hist.sum(), 1)
+    mids = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * mids)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 - m0) ** 2 / (w0 * (1 - w0))
+    return float(edges[1:][int(np.nanargmax(np.where(np.isfinite(between), between, -1)))])
+
+
+def object_pixels(img: Image.Image | np.ndarray) -> np.ndarray:
+    """Boolean mask of the pixels unlike the background: the object's estimated silhouette in scenes whose outer
+    ``FRAME`` is background (the object pairs).
+
+    Each pixel's RGB distance from the frame's mean colour; Otsu's threshold splits background from object, and
+    the cut is set half-way between the two classes' medians (where an antialiased edge pixel is half covered,
+    as the true mask is cut), never below the frame's own 99th percentile distance (what the background's
+    texture reaches)."""
+    arr = as_array(img)
+    h, w = arr.shape[:2]
+    k = max(1, int(round(FRAME * h)))
+    frame = np.ones((h, w), bool)
+    frame[k:h - k, k:w - k] = False
+    dist = np.linalg.norm(arr - arr[frame].mean(0), axis=-1)
+    split = _otsu(dist)
+    above = dist[dist > split]
+    cut = (float(np.median(dist[dist <= split])) + float(np.median(above))) / 2 if len(above) else split
+    return dist > max(cut, float(np.percentile(dist[frame], 99)))
+
+
+def _robust_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(y0, y1, x0, x1) of the 1st-99th percentile range of the mask's rows and columns; None when empty."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 4:
+        return None
+    (y0, y1), (x0, x1) = np.percentile(ys, [1, 99]), np.percentile(xs, [1, 99])
+    return y0, y1, x0, x1
+
+
+def object_aspect(img: Image.Image | np.ndarray) -> float:
+    """Bounding-box height / width of :func:`object_pixels`, from the image alone."""
+    box = _robust_box(object_pixels(img))
+    return float("nan") if box is None else float(box[1] - box[0] + 1) / float(box[3] - box[2] + 1)
+
+
+def mask_spikiness(mask: np.ndarray) -> float:
+    """The share of the silhouette's bounding box (its robust box: 1st-99th percentile of rows and columns) that
+    the silhouette leaves empty: a disc about 0.2, a star of 5-8 points 0.45-0.65; NaN for an empty mask."""
+    box = _robust_box(mask)
+    if box is None:
+        return float("nan")
+    y0, y1, x0, x1 = (int(round(v)) for v in box)
+    return 1.0 - float(mask[y0:y1 + 1, x0:x1 + 1].mean())
+
+
+def object_spikiness(img: Image.Image | np.ndarray) -> float:
+    """:func:`mask_spikiness` of :func:`object_pixels`, from the image alone."""
+    return mask_spikiness(object_pixels(img))

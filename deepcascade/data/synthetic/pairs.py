@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import UserError
-from . import animals, measures
+from . import animals, measures, objects
 
 DEFAULT_PAIR = "animals"
 
@@ -31,6 +31,7 @@ class Pair:
     render_with_mask: Callable[[str, int, int, int], tuple[Image.Image, np.ndarray]]
     mask_measure: Callable[[np.ndarray], float]
     image_measure: Callable[[Image.Image | np.ndarray], float]
+    estimate_mask: Callable[[Image.Image | np.ndarray], np.ndarray]  # the object's pixels, from the image alone
     threshold: float  # domain A below, B above
     measure: str  # the measure's name, as shown to users
 
@@ -62,7 +63,26 @@ _register(Pair(
     domain_b="giraffe-like: small body, long legs, long slanted neck, patches",
     differs="silhouette aspect: A wider than tall, B taller than wide (and coat texture)",
     render_with_mask=animals.render_with_mask, mask_measure=measures.mask_aspect,
-    image_measure=measures.domain_score, threshold=measures.ASPECT_THRESHOLD,
+    image_measure=measures.domain_score, estimate_mask=measures.textured_pixels, threshold=measures.ASPECT_THRESHOLD,
+    measure="bounding-box height / width"))
+
+_register(Pair(
+    name="discs-stars", version=objects.VERSION,
+    domain_a="a round disc or blob (slightly oval, wobbly outline)",
+    domain_b="a star of 5-7 points",
+    differs="silhouette outline: A fills most of its bounding box, B leaves it half empty between its points",
+    render_with_mask=lambda d, i, size, seed: objects.render_with_mask("discs-stars", d, i, size, seed),
+    mask_measure=measures.mask_spikiness, image_measure=measures.object_spikiness, estimate_mask=measures.object_pixels,
+    threshold=0.31,
+    measure="share of the bounding box left empty"))
+_register(Pair(
+    name="mugs-bottles", version=objects.VERSION,
+    domain_a="a mug (squat body, ring handle on one side)",
+    domain_b="a bottle (tall body, shoulders, neck and cap)",
+    differs="silhouette aspect: A wider than tall, B two to three times taller than wide",
+    render_with_mask=lambda d, i, size, seed: objects.render_with_mask("mugs-bottles", d, i, size, seed),
+    mask_measure=measures.mask_aspect, image_measure=measures.object_aspect, estimate_mask=measures.object_pixels,
+    threshold=1.3,
     measure="bounding-box height / width"))
 
 
