@@ -18,10 +18,11 @@ log = logging.getLogger("deepcascade")
 
 
 def add_arguments(p):
-    p.add_argument("--run", required=True, help="run directory trained by `deepcascade train`")
+    p.add_argument("--run", default=None, help="run directory trained by `deepcascade train` (with --engine torch)")
     p.add_argument("--input", required=True, help="image file or folder (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"], help="translation direction")
+    p.add_argument("--direction", default=None, choices=["a2b", "b2a"],
+                   help="translation direction (default: a2b; with --engine onnxruntime the file's)")
     p.add_argument("--final-level", type=int, default=None, choices=[1, 2, 3, 4, 5],
                    help="shallowest level to translate to (default: the run's cascade.final_level)")
     p.add_argument("--save-levels", action="store_true",
@@ -30,6 +31,9 @@ def add_arguments(p):
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument("--engine", default="torch", choices=["torch", "onnxruntime"],
+                   help="torch: the run's networks; onnxruntime: a file from `deepcascade export` (--model)")
+    p.add_argument("--model", default=None, help="with --engine onnxruntime: the exported .onnx file")
 
 
 def run(args) -> int:
@@ -39,10 +43,16 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.engine == "torch" and not args.run:
+        raise UserError("--run is required (or --engine onnxruntime --model FILE.onnx)")
+    if args.engine == "torch" and args.model:
+        raise UserError("--model is for --engine onnxruntime; add it, or translate with --run")
+    if args.engine == "onnxruntime" and args.run:
+        raise UserError("--engine onnxruntime translates with --model, not --run; give one of them")
     summary = translate_folder(args.run, args.input, args.out, direction=args.direction,
                                final_level=args.final_level, save_levels=args.save_levels,
                                batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
-                               precision=args.precision)
+                               precision=args.precision, engine=args.engine, model=args.model)
     print(f"translated {summary['written']} image(s) -> {args.out}")
     if summary["kept"]:
         print(kept_existing_note(len(summary["kept"]), args.out, "translation(s)"))

@@ -9,7 +9,7 @@ import torch
 from ..progress import progress
 
 from ..data.images import IMAGE_EXTENSIONS, list_images, list_other_files, load_image
-from ..data.transforms import to_pil
+from ..data.transforms import test_transform, to_pil
 from ..errors import UserError
 from ..fileio import check_output_location, folder_lock
 from ..outputs.html import is_our_page, write_index
@@ -44,9 +44,10 @@ def translation_files(folder: str | Path) -> list[Path] | None:
     return [p for p in list_images(folder) if p.relative_to(folder).parts[0] not in SIDE_FOLDERS]
 
 
-def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=None, save_levels=False,
+def translate_folder(run_dir, input_path, out_dir, direction=None, final_level=None, save_levels=False,
                      batch_size=8, device="auto", translator: Translator | None = None,
-                     overwrite: bool = False, precision: str = "fp32") -> dict:
+                     overwrite: bool = False, precision: str = "fp32", engine: str = "torch",
+                     model=None) -> dict:
     """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named.
 
     Never replaces an input: an ``out_dir`` overlapping ``input_path`` is refused when any output would land on
@@ -54,7 +55,16 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
     already exist is kept as it is (counted in ``kept``) unless ``overwrite``. ``out_dir`` is locked for the
     run, so a second process writing into it is refused. ``precision``: see
     :meth:`Translator.from_run` (ignored when ``translator`` is given).
+
+    ``engine="onnxruntime"`` translates with ``model``, a file written by ``deepcascade export`` (no ``run_dir``;
+    its direction and final level are the file's, and it has no per-level strips). ``direction`` defaults to
+    a2b (the file's with onnxruntime).
     """
+    if engine == "onnxruntime" and translator is None:
+        translator = OnnxEngine.open(model, device, direction, final_level, save_levels, precision)
+    elif engine != "torch" and translator is None:
+        raise UserError(f"--engine must be 'torch' or 'onnxruntime', got {engine!r}")
+    direction = direction or getattr(translator, "direction", None) or "a2b"
     input_path, out_dir = Path(input_path), Path(out_dir)
     if not input_path.exists():
         raise UserError(f"--input not found: {input_path}")
@@ -87,7 +97,7 @@ def translate_folder(run_dir, input_path, out_dir, direction="a2b", final_level=
 def _translate(run_dir, input_path, files, planned, kept, root, out_dir, direction, final_level, save_levels,
                batch_size, device, translator, precision="fp32") -> dict:
     t = translator or Translator.from_run(run_dir, device=device, final_level=final_level, precision=precision)
-    final = final_level or t.cascade.final_level
+    final = final_level or t.final_level
     skipped = [(p, "not an image file") for p in list_other_files(input_path)]
     kept_set = set(kept)
     rows = [{"name": str(p.relative_to(root)), **{k: (f if f.exists() else None) for k, f in planned[p].items()}}
@@ -132,7 +142,8 @@ def _translate(run_dir, input_path, files, planned, kept, root, out_dir, directi
             written += 1
     bar.close()
     columns = ["source", "result"] + (["levels"] if save_levels else [])
-    notes = [f"run: {Path(run_dir).resolve() if run_dir else ''}; direction {direction}; final level {final}; "
+    origin = getattr(t, "origin", None) or f"run: {Path(run_dir).resolve() if run_dir else ''}"
+    notes = [f"{origin}; direction {direction}; final level {final}; "
              f"{written} translated, {len(kept)} kept from before, {len(skipped)} skipped."]
     if save_levels:
         notes.append("levels: source | " + " | ".join(f"I_{l}(translated level {l})"
@@ -142,3 +153,42 @@ def _translate(run_dir, input_path, files, planned, kept, root, out_dir, directi
     rows.sort(key=lambda r: r["name"])
     write_index(out_dir, f"deepcascade translation {direction}", columns, rows, notes)
     return {"written": written, "skipped": skipped, "kept": kept, "rows": rows}
+
+
+class OnnxEngine:
+    """A file from ``deepcascade export`` run by onnxruntime, behind the part of :class:`Translator`'s interface
+    the folder loop uses (float [0, 1] NCHW tensors in and out; the file itself works in uint8)."""
+
+    def __init__(self, onnx):
+        self.onnx = onnx
+        self.image_size, self.direction = onnx.image_size, onnx.direction
+        self.final_level = onnx.final_level
+        self.inversions = {self.final_level: None}
+        self.origin = f"model: {Path(onnx.path).resolve()}"
+
+    @classmethod
+    def open(cls, model, device="auto", direction=None, final_level=None, save_levels=False, precision="fp32"):
+        """Open ``model``, refusing options the file cannot honour (named, with what to do instead)."""
+        from .onnx_engine import OnnxTranslator
+
+        if not model:
+            raise UserError("--engine onnxruntime needs --model FILE.onnx (written by `deepcascade export`)")
+        if save_levels:
+            raise UserError("--save-levels needs --engine torch: an exported file holds the final translation only")
+        if precision != "fp32":
+            raise UserError(f"--precision {precision} needs --engine torch: an exported file computes in float32")
+        engine = cls(OnnxTranslator.from_file(model, device=device))
+        if direction and direction != engine.direction:
+            raise UserError(f"--direction {direction}: {model} translates {engine.direction}; export the other "
+                            f"direction with `deepcascade export --direction {direction}`")
+        if final_level and final_level != engine.final_level:
+            raise UserError(f"--final-level {final_level}: {model} translates to level {engine.final_level}")
+        return engine
+
+    def preprocess(self, image) -> torch.Tensor:
+        return test_transform(image, self.image_size)
+
+    def translate_tensor(self, x: torch.Tensor, direction: str, final_level=None, return_levels=False):
+        pixels = (x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        out = torch.from_numpy(self.onnx.translate_array(pixels)).permute(0, 3, 1, 2).float() / 255.0
+        return (out, {}) if return_levels else out

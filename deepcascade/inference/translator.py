@@ -59,6 +59,11 @@ class Translator:
     def device(self) -> torch.device:
         return self.trained.device
 
+    @property
+    def final_level(self) -> int:
+        """The shallowest level this translator reaches (its translations are I_final of that level)."""
+        return self.cascade.final_level
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """The test transform: shorter side to ``image_size``, centre crop; (3, S, S) in [0, 1]."""
         return test_transform(image, self.image_size)
