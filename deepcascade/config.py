@@ -19,7 +19,7 @@ import yaml
 from .errors import UserError
 from .safe_yaml import excerpt, load as load_yaml_text
 from .backbones.specs import SPECS
-from .presets import PRESETS
+from .presets import PRESETS, fit_preset_size
 
 
 def _f(default, help: str, *, choices=None, min=None, max=None, factory=False):
@@ -378,6 +378,7 @@ def build_config(path: str | Path | None = None, overrides: typing.Iterable[str]
     if extra:
         _apply(cfg, extra)
     _apply(cfg, parse_set(overrides))
+    fit_preset_size(preset, cfg)
     _validate(cfg)
     return cfg
 

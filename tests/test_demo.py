@@ -60,6 +60,22 @@ def test_demo_quick(tmp_path):
         assert syn["images"] == 16 and 0.0 <= syn["share_own_domain"] <= 1.0
         assert 0.0 <= syn["reconstruction_share_own_domain"] <= 1.0
     assert "synth_a/grid.png" in html and "Synthesis (deepVAE" in html
+    # the panel's collapse ratio, by evaluate's collapse measure against the domain's test images, on the page
+    for d in ("a", "b"):
+        ratio = report["synthesis"][d]["collapse_ratio"]
+        panel = json.loads((out / f"eval_synth_{d}" / "metrics.json").read_text())
+        direction = "b2a" if d == "a" else "a2b"
+        assert ratio == panel[direction]["collapse_ratio"] and ratio >= 0.0
+        assert panel[direction]["images"] == {**panel[direction]["images"], "fake": 16, "real": 4}
+    shown = "; ".join(f"{d.upper()} {report['synthesis'][d]['collapse_ratio']:.2f}" for d in ("a", "b"))
+    assert f"0 = one image repeated; eval_synth_a/, eval_synth_b/): {shown}." in html
+    if min(report["synthesis"][d]["collapse_ratio"] for d in ("a", "b")) < 0.5:  # 3 VAE steps: always so here
+        assert "this budget is too small for varied samples" in html and "synthetic-synth" in html
+    assert "synthesis panel: collapse ratio" in r.stdout
+    # every file it wrote is recognised as its own: a second run may replace them (and nothing else)
+    from deepcascade.apps.demo import claim_pages
+
+    claim_pages(out)
     assert "Training samples: ../run-quick/samples/" in html
     # the demo evaluates its run: metrics.json, its page, and the figures on the demo's page
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
@@ -95,3 +111,43 @@ def test_demo_refuses_a_folder_of_other_data(tmp_path, field):
     else:
         raise AssertionError(f"run_demo accepted data of another {field}")
     assert not (tmp_path / "out" / "run-quick").exists()
+
+
+@pytest.mark.parametrize("mine", ["index.html", "eval/metrics.json", "summary.png", "demo.json",
+                                  "synth_a/sample_0000.png"])
+def test_demo_never_replaces_a_users_files(tmp_path, mine):
+    """A file of the user's where the demo would write its page, report, picture, evaluation or samples: refused
+    before any work, the file unchanged (the demo used to call translate, evaluate and synthesize with overwrite
+    forced on)."""
+    from deepcascade.apps.demo import run_demo
+    from deepcascade.errors import UserError
+
+    user = tmp_path / "out" / "quick" / mine
+    user.parent.mkdir(parents=True)
+    user.write_bytes(b"<html>the user's own page</html>" if mine.endswith(".html") else b"the user's own bytes")
+    before = user.read_bytes()
+    with pytest.raises(UserError) as e:
+        run_demo(tmp_path / "out", mode="quick", device="cpu")
+    named = user if "/" not in mine else user.parent
+    assert str(named) in str(e.value) and "another --out" in str(e.value)
+    assert user.read_bytes() == before
+    assert not (tmp_path / "out" / "run-quick").exists() and not (tmp_path / "out" / "data-quick").exists()
+
+
+def test_demo_config_is_the_preset():
+    """One source of truth: the demo trains cpu-fast (--long: cpu-quality) with its data folder set, nothing else;
+    --quick only cuts the step counts."""
+    from pathlib import Path
+
+    from deepcascade.apps.demo import MODES, demo_config
+    from deepcascade.config import build_config
+
+    data = Path("somewhere") / "data"
+    for mode, preset in (("demo", "cpu-fast"), ("long", "cpu-quality")):
+        assert MODES[mode].preset == preset and not MODES[mode].overrides
+        assert demo_config(mode, data).to_dict() == build_config(None, [f"data.root={data}"], preset=preset).to_dict()
+    quick, fast = demo_config("quick", data, "cpu").to_dict(), build_config(
+        None, [f"data.root={data}", "engine.device=cpu"], preset="cpu-fast").to_dict()
+    changed = {(sec, k) for sec, vals in quick.items() if isinstance(vals, dict)
+               for k, v in vals.items() if fast[sec][k] != v}
+    assert changed and all(k.endswith("steps") or k == "batch_size" for _, k in changed), changed

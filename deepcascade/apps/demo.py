@@ -1,14 +1,14 @@
 """``deepcascade demo``: the whole method on built-in synthetic zebra-like / giraffe-like domains.
 
-Generates the data, trains every stage (statistics and cache, inversion I_5..I_3, level-5 translation,
-cascade levels 4 and 3) at a small size with a step budget of about 13 CPU minutes (one thread),
-translates the test images both ways with per-level strips, measures how far the translations moved toward
-the target domain, trains a small deepVAE per domain and shows a grid of its samples (the synthesis panel), and
-writes ``OUT/index.html`` (``OUT/long/index.html`` for ``--long``).
+Generates the data, trains every stage with the preset ``cpu-fast`` (``--long``: ``cpu-quality``; the presets
+are the one source of the recipe, :mod:`deepcascade.presets`), translates the test images both ways with
+per-level strips, measures how far the translations moved toward the target domain, evaluates the run, trains a
+small deepVAE per domain and shows a grid of its samples with their collapse ratio (the synthesis panel), and
+writes ``OUT/index.html`` (``OUT/long/index.html`` for ``--long``, ``OUT/quick/`` for ``--quick``).
 
-Backbone: VGG-19 ImageNet weights when they can be had (hub cache, ``DEEPCASCADE_VGG19_WEIGHTS``, or a
-download), else the EfficientNet-Lite0 ImageNet weights that ship inside a pip package, cut at stride 16
-(``efficientnet_lite0_s16``); the demo says which.
+It only ever replaces files it wrote itself (:func:`claim_pages`): a page folder holding a file of the user's
+is refused before any work.
+
 Measurement: :func:`deepcascade.data.synthetic.domain_score` estimates the animal's bounding-box aspect ratio
 (height / width) from pixels; zebra-like A is below 1, giraffe-like B above. The demo reports the share of
 translations scored as the target domain, beside the same share for the untranslated sources.
@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,109 +31,40 @@ from ..errors import UserError
 log = logging.getLogger("deepcascade")
 
 
-@dataclass
-class DemoPlan:
-    """Sizes and step budgets of one demo variant."""
+@dataclass(frozen=True)
+class DemoMode:
+    """One demo variant: the preset it trains, the synthetic data it writes, and its own changes (``--quick``)."""
 
-    n_train: int
+    preset: str
+    n_train: int  # synthetic images per domain
     n_test: int
-    image_size: int
-    invert_steps: int  # per level (I_5, I_4, I_3)
-    deep_steps: int
-    cascade_steps: int  # per level (4, 3)
-    batch_size: int
-    invert_final_steps: int = 0  # I_3, which makes the translations (0: invert_steps); B->A judged A: 38 % after
-    # 300 steps, 85 % after 1000 (without its PatchGAN term, docs/measurements.md)
+    overrides: dict = field(default_factory=dict)  # on top of the preset: only --quick's tiny step counts
 
 
-# load_size == image_size: one training crop per image (flips are the only augmentation), the cheapest cache.
-# Level 5 must be at least 4x4 for the translators to keep the layout (deep.min_bottleneck): the backbones run
-# with level 5 at stride 16 (VGG-19's conv_5_1, EfficientNet-Lite0 cut at block 10), 4x4 at the demo's 64 px.
-# Modes: "quick" (the tests' under-a-minute run), "demo" (about 13 CPU minutes; v5's steps, I_3 1000, level 5
-# 1000, cascade 300 per level, cut by 30-40 % once the data placed both domains' animals alike: every measure
-# kept its target), "long" (``demo --long``, the quality setting: twice the data at 96 px, level 5 6x6; fewer
-# steps than its 64-px predecessor (I_5 and I_4 300 instead of 600, level 5 1000 instead of 2500, cascade 300
-# instead of 600 per level, I_3 800 instead of 1000) to stay within 40-45 CPU minutes. B->A's centre shift fell
-# from 0.053 to 0.036-0.039, A->B's stayed at 0.07-0.08 over four training seeds; more I_3, level-5 or cascade
-# steps did not lower it by more than the seeds' spread).
-# Budgets and figures: docs/measurements.md.
-PLANS = {
-    "quick": DemoPlan(12, 4, 64, 3, 3, 3, 4),
-    "demo": DemoPlan(300, 40, 64, 300, 700, 200, 8, invert_final_steps=600),
-    "long": DemoPlan(600, 100, 96, 300, 1000, 300, 8, invert_final_steps=800),
+# "quick": the tests' under-a-minute run (every stage a few steps); "demo": cpu-fast on 300 images per domain;
+# "long" (``demo --long``, the quality setting): cpu-quality on twice the data at 96 px.
+MODES = {
+    "quick": DemoMode("cpu-fast", 12, 4, {"invert": {"steps": 3, "final_steps": 0, "batch_size": 4},
+                                          "deep": {"steps": 3, "batch_size": 4},
+                                          "cascade": {"steps": 3, "batch_size": 4},
+                                          "synth": {"vae_steps": 3, "steps": 2, "batch_size": 4}}),
+    "demo": DemoMode("cpu-fast", 300, 40),
+    "long": DemoMode("cpu-quality", 600, 100),
 }
-MODES = ("quick", "demo", "long")
-# What the demo changes from the paper's defaults so that a few hundred steps show something: narrower
-# critics and AdaIN predictors (512 channels in the paper), higher learning rates (1e-4 in the paper: after
-# 200 steps the inversion is still a blur and the translators have collapsed to one output per domain, see
-# tests/test_deep_stage.py), the PatchGAN term only for I_3, whose output is the translation (it took B->A's
-# judge share from 88 % to 100 % and the zebra reconstructions' centre shift from 0.082 to 0.034), with a
-# discriminator half pix2pix's width (32: an I_3 step costs 0.3 s instead of 0.67 s), inversion networks at
-# least 128 wide (EfficientNet-Lite0's levels are 24-112 channels: see invert.width), and the cascade's
-# up-consistency term (cascade.lambda_up: the translated level pushed through the backbone must give back the
-# deeper translation it came from; A->B silhouette share of the level-4 output 85 % -> 97 %) with 64-wide cascade
-# critics (level 3's step 40 % cheaper, the figures within the noise of 40 test images). The layout terms
-# (deep/cascade.lambda_layout) stay off: on data whose domains place their animals alike they made every measure
-# worse (docs/measurements.md). I_3's edge term (invert.lambda_gradient 1: real giraffes' legs survive the
-# inversion, the silhouette it moves fell from 0.043 to 0.020 of the side at 96 px) and a moving average of the
-# translators' weights (ema_decay 0.99: over four training seeds of `demo --long`, A->B's centre shift
-# 0.074 +- 0.003 instead of 0.078 +- 0.007) cost no measurable time.
-DEMO_OVERRIDES = {"invert": {"lr": 1e-3, "width": 128, "adv_levels": "final", "disc_width": 32,
-                             "lambda_gradient": 1.0},
-                  "deep": {"critic_width": 256, "lr": 5e-4, "ema_decay": 0.99},
-                  "cascade": {"critic_width": 64, "predictor_width": 128, "lr": 5e-4, "lambda_up": 100.0,
-                              "ema_decay": 0.99}}
+SYNTH_SAMPLES = 16  # per domain, shown as a grid on the demo's page
+COLLAPSE_TARGET = 0.5  # a panel below it is called too small a budget on the page
+REAL_SAMPLES_PRESET = "synthetic-synth"  # the preset whose deepVAE makes varied samples (docs/measurements.md)
+BACKBONE_SAID = {"efficientnet_lite0_s16": "EfficientNet-Lite0 with its packaged ImageNet weights, cut at stride 16",
+                 "vgg19": "VGG-19 with ImageNet weights"}
 
 
-@dataclass
-class DemoSynth:
-    """Budget of the demo's synthesis panel: one deepVAE per domain (levels 5, 4, 3), trained after translation."""
-
-    vae_steps: int  # level 5 (the VAE: cheap steps, and where the animal's shape and place are decided)
-    steps: int  # per conditional level (4, 3): each is n_critic critic updates and a generator update
-    batch_size: int
-    samples: int  # per domain, shown as a grid on the demo's page
-
-
-# Under a minute of the full demo on 2 CPU cores, 30 s of --quick at most (docs/measurements.md, deepVAE).
-SYNTH_PLANS = {"demo": DemoSynth(200, 50, 8, 16), "long": DemoSynth(600, 200, 8, 16), "quick": DemoSynth(3, 2, 4, 16)}
-# Narrower critics and z-mappings than the defaults (256), two critic updates per generator update instead of
-# four, and the demo's higher learning rate: a few dozen steps per level, not the paper's thousands.
-SYNTH_SETTINGS = {"critic_width": 128, "mapping_width": 128, "n_critic": 2, "lr": 5e-4}
-
-
-def choose_backbone() -> tuple[str, str]:
-    """'vgg19' when VGG-19 ImageNet weights load, else 'efficientnet_lite0_s16' (the packaged EfficientNet-Lite0
-    weights, cut at stride 16 so that level 5 is 4x4 at the demo's 64 px), with a sentence saying which."""
-    from ..backbones import build_backbone
-
-    try:
-        build_backbone("vgg19", "imagenet")
-        return "vgg19", "VGG-19 with ImageNet weights"
-    except UserError as e:
-        log.info("VGG-19 ImageNet weights not available (%s)", str(e).split(". Put")[0])
-    build_backbone("efficientnet_lite0_s16", "imagenet")
-    return "efficientnet_lite0_s16", ("EfficientNet-Lite0 with its packaged ImageNet weights, cut at stride 16 "
-                                      "(VGG-19 weights were not found: see the README to add them)")
-
-
-def demo_config(plan: DemoPlan, backbone: str, data_dir: Path, device: str, synth: DemoSynth | None = None):
+def demo_config(mode: str, data_dir: Path, device: str = "auto"):
+    """The preset of ``mode`` with the demo's data folder and device (and ``--quick``'s step counts)."""
     from ..config import build_config
 
-    return build_config(extra={
-        "name": "demo",
-        "data": {"root": str(data_dir), "image_size": plan.image_size, "load_size": plan.image_size, "workers": 2},
-        "backbone": {"name": backbone, "weights": "imagenet"},
-        "engine": {"device": device, "checkpoint_every": 100, "log_every": 25, "sample_every": 100},
-        "invert": {"levels": [5, 4, 3], "steps": plan.invert_steps, "final_steps": plan.invert_final_steps,
-                   "batch_size": plan.batch_size,
-                   **DEMO_OVERRIDES["invert"]},
-        "deep": {"steps": plan.deep_steps, "batch_size": plan.batch_size, **DEMO_OVERRIDES["deep"]},
-        "cascade": {"final_level": 3, "steps": plan.cascade_steps, "batch_size": plan.batch_size,
-                    **DEMO_OVERRIDES["cascade"]},
-        **({"synth": {"enabled": True, "final_level": 3, "vae_steps": synth.vae_steps, "steps": synth.steps,
-                      "batch_size": synth.batch_size, **SYNTH_SETTINGS}} if synth else {}),
-    })
+    m = MODES[mode]
+    return build_config(preset=m.preset, extra={"data": {"root": str(data_dir)}, "engine": {"device": device},
+                                                **m.overrides})
 
 
 def target_share(images: list[Image.Image], target: str) -> float:
@@ -168,10 +99,54 @@ def pages_dir(out: Path, mode: str) -> Path:
     return out if mode == "demo" else out / mode
 
 
+PAGE_FILES = ("index.html", "demo.json", "summary.png")
+PAGE_FOLDERS = ("a2b", "b2a", "eval", "synth_a", "synth_b", "eval_synth_a", "eval_synth_b")
+
+
+def _our_report(path: Path) -> bool:
+    """True for a ``demo.json`` a demo wrote."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("mode") in MODES and {"backbone", "balanced_translated"} <= set(data)
+
+
+def claim_pages(pages: Path) -> None:
+    """Refuse a page folder where the demo would replace a file it did not write, before any work.
+
+    The demo's own files are recognised as ``translate`` and ``evaluate`` recognise theirs: its pages carry
+    deepcascade's generator mark (:func:`~deepcascade.outputs.html.is_our_page`), ``demo.json`` its own keys;
+    ``summary.png`` is the demo's only beside its ``demo.json``, and each sub-folder (translations, evaluation,
+    synthesis) is the demo's only when its ``index.html`` is a deepcascade page. The steps below then replace
+    their own earlier outputs (overwrite) and nothing else."""
+    from ..outputs.html import is_our_page
+
+    report_ours = _our_report(pages / "demo.json")
+    foreign = []
+    if (pages / "index.html").exists() and not is_our_page(pages / "index.html"):
+        foreign.append(pages / "index.html")
+    if (pages / "demo.json").exists() and not report_ours:
+        foreign.append(pages / "demo.json")
+    if (pages / "summary.png").exists() and not report_ours:
+        foreign.append(pages / "summary.png")
+    for name in PAGE_FOLDERS:
+        folder = pages / name
+        if folder.exists() and not folder.is_dir():
+            foreign.append(folder)
+        elif folder.is_dir() and any(folder.iterdir()) and not is_our_page(folder / "index.html"):
+            foreign.append(folder)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise UserError(f"{foreign[0]}{more} was not written by deepcascade demo, which never replaces a file it "
+                        f"did not write; move it away, or give another --out")
+
+
 def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: int = 0) -> dict:
     """Run the demo (``mode`` in :data:`MODES`) into ``out``; returns the measurements (also written to
-    ``out/demo.json``)."""
-    from ..data.synthetic import VERSION, is_complete, read_meta, same_params, write_dataset
+    ``demo.json`` beside its page)."""
+    from ..data.synthetic import is_complete, read_meta, same_params, write_dataset
+    from ..data.synthetic.animals import VERSION
     from ..inference.translate_folder import translate_folder
     from ..inference.translator import Translator
     from ..outputs.html import write_index
@@ -181,38 +156,40 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is an existing file; give a directory")
-    backbone, said = choose_backbone()
-    print(f"backbone: {said}")
     if mode not in MODES:
         raise UserError(f"demo mode must be one of {', '.join(MODES)}, got {mode!r}")
-    plan = PLANS[mode]
+    m = MODES[mode]
+    pages = pages_dir(out, mode)
+    claim_pages(pages)
     # each mode keeps its own data and run, so one --out can hold the demo and its --long version
     suffix = "" if mode == "demo" else f"-{mode}"
-    data_dir = out / f"data{suffix}"
+    data_dir, run_dir = out / f"data{suffix}", out / f"run{suffix}"
+    cfg = demo_config(mode, data_dir, device)
+    size = cfg.data.image_size
+    said = BACKBONE_SAID.get(cfg.backbone.name, cfg.backbone.name)
+    print(f"preset {m.preset}{' (steps cut to a few for --quick)' if m.overrides else ''}; backbone: {said}")
     meta = read_meta(data_dir)
     # its run was trained on other images: nothing to reuse (checked before write_dataset, which would refuse too
     # but point to an --overwrite that demo does not have)
-    if meta is not None and not same_params(meta, seed, plan.image_size):
+    if meta is not None and not same_params(meta, seed, size):
         raise UserError(f"{out} holds a demo trained on other synthetic images (data version {meta.get('version')}, "
                         f"{meta.get('size')} px, seed {meta.get('seed')}; this demo writes version {VERSION}, "
-                        f"{plan.image_size} px, seed {seed}); delete {out} or give another --out")
-    if not is_complete(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test):
-        print(f"writing synthetic data ({plan.n_train} training + {plan.n_test} test images per domain) to {data_dir}")
-        write_dataset(data_dir, n=plan.n_train, size=plan.image_size, seed=seed, n_test=plan.n_test, progress=False)
-    synth_plan = SYNTH_PLANS[mode]
-    cfg = demo_config(plan, backbone, data_dir, device, synth_plan)
-    run_dir = out / f"run{suffix}"
-    pages = pages_dir(out, mode)
+                        f"{size} px, seed {seed}); delete {out} or give another --out")
+    if not is_complete(data_dir, n=m.n_train, size=size, seed=seed, n_test=m.n_test):
+        print(f"writing synthetic data ({m.n_train} training + {m.n_test} test images per domain) to {data_dir}")
+        write_dataset(data_dir, n=m.n_train, size=size, seed=seed, n_test=m.n_test, progress=False)
     print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
     run_training(cfg, run_dir, "all")
     t_train = time.time() - t_start
 
     translator = Translator.from_run(run_dir, device=device)
-    report = {"backbone": backbone, "mode": mode, "image_size": plan.image_size, "train_seconds": round(t_train, 1)}
+    report = {"backbone": cfg.backbone.name, "mode": mode, "preset": m.preset, "image_size": size,
+              "train_seconds": round(t_train, 1)}
     rows = []
     for direction, src, target in (("a2b", "testA", "B"), ("b2a", "testB", "A")):
+        # overwrite: claim_pages found the folder empty or the demo's own
         res = translate_folder(run_dir, data_dir / src, pages / direction, direction=direction, save_levels=True,
-                               translator=translator, overwrite=True)  # its own outputs of a previous run
+                               translator=translator, overwrite=True)
         report[direction] = measure(translator, res["rows"], target)
         rows += [{**r, "name": f"{direction}: {r['name']}"} for r in res["rows"]]
     report["balanced_translated"] = (report["a2b"]["translated_share_target"]
@@ -221,10 +198,10 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
                                          + report["b2a"]["reconstruction_share_target"]) / 2
     report["evaluation"] = _evaluate(run_dir, pages / "eval", device, translator)
     report["synthesis"], synth_rows = synthesis_panel(run_dir, pages, data_dir, translator, device, seed,
-                                                      synth_plan.samples)
+                                                      SYNTH_SAMPLES)
     report["total_seconds"] = round(time.time() - t_start, 1)
     (pages / "demo.json").write_text(json.dumps(report, indent=2))
-    notes = [f"Backbone: {said}. Image size {plan.image_size} px; cascade 5 -> 4 -> 3; trained in "
+    notes = [f"Preset {m.preset}; backbone: {said}. Image size {size} px; cascade 5 -> 4 -> 3; trained in "
              f"{t_train / 60:.1f} min.",
              "levels: source | I_5(translated conv_5_1) | I_4(translated level 4) | I_3(translated level 3) "
              "- the coarse-to-fine strips of the paper's figures 15-16.",
@@ -233,7 +210,7 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
                f"sources: {report[d]['source_share_target']:.0%})" for d in ("a2b", "b2a")),
              f"Both directions together: {report['balanced_translated']:.0%} of translations vs "
              f"{report['balanced_reconstruction']:.0%} of reconstructions classified as the target (50% = chance).",
-             *synthesis_notes(report["synthesis"]),
+             *synthesis_notes(report["synthesis"], cfg),
              "Per-direction pages: a2b/index.html, b2a/index.html; synthesis: synth_a/index.html, "
              f"synth_b/index.html. Training samples: {os.path.relpath(run_dir / 'samples', pages)}/.",
              "deepcascade evaluate (eval/index.html, eval/metrics.json; see docs/evaluation.md):",
@@ -247,7 +224,8 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
 def _evaluate(run_dir: Path, out: Path, device: str, translator) -> dict:
     """``deepcascade evaluate`` on the demo's run: every measure that can be computed here, printed."""
     from ..evaluation.report import summary_lines
-    from ..evaluation.run import Options, evaluate_run
+    from ..evaluation.entry_points import evaluate_run
+    from ..evaluation.plan import Options
 
     print(f"evaluating the run into {out}")
     metrics = evaluate_run(run_dir, out, opts=Options(device=device), translator=translator)
@@ -261,13 +239,17 @@ def _evaluate(run_dir: Path, out: Path, device: str, translator) -> dict:
 def synthesis_panel(run_dir: Path, out: Path, data_dir: Path, translator, device: str, seed: int, n: int
                     ) -> tuple[dict, list[dict]]:
     """``n`` deepVAE samples of each domain into ``out/synth_a`` and ``out/synth_b`` (``deepcascade synthesize``'s
-    folder: images, grid, level strips, page). Returns the share of samples whose silhouette aspect is their own
-    domain's, beside the same share for the I_3 reconstructions of the domain's test images (the inversion's
-    blur alone moves the aspect estimate), and one row per domain for the demo's page: the grid, and the strip
-    I_5 | I_4 | I_3 of the first sample."""
+    folder: images, grid, level strips, page), and their measures: the share of samples whose silhouette aspect
+    is their own domain's, beside the same share for the I_3 reconstructions of the domain's test images (the
+    inversion's blur alone moves the aspect estimate); and the samples' collapse ratio against the domain's test
+    images, as ``deepcascade evaluate --fake`` computes it (its report in ``out/eval_synth_a``, ``_b``). Returns
+    them with one row per domain for the demo's page: the grid, and the strip I_5 | I_4 | I_3 of the first
+    sample."""
     import torch
 
     from ..data.transforms import to_pil, to_tensor
+    from ..evaluation.entry_points import evaluate_folders
+    from ..evaluation.plan import Options
     from ..inference.synthesize_folder import synthesize_folder
     from ..inference.synthesizer import Synthesizer
 
@@ -276,22 +258,45 @@ def synthesis_panel(run_dir: Path, out: Path, data_dir: Path, translator, device
     report, rows = {}, []
     for d in ("a", "b"):
         res = synthesize_folder(run_dir, out / f"synth_{d}", d, n, seed, save_levels=True, overwrite=True,
-                                synthesizer=synth)  # overwrite: its own outputs of a previous demo run
+                                synthesizer=synth)  # overwrite: claim_pages found the folder empty or the demo's
         images = [Image.open(r["sample"]).convert("RGB") for r in res["rows"]]
-        real = sorted((data_dir / f"test{d.upper()}").glob("*.png"))[:n]
+        test = data_dir / f"test{d.upper()}"
+        real = sorted(test.glob("*.png"))[:n]
         recon = translator.reconstruct_tensor(torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in real]))
+        direction = "b2a" if d == "a" else "a2b"  # the samples are scored as images of domain d
+        metrics = evaluate_folders(str(out / f"synth_{d}"), str(test), out / f"eval_synth_{d}", direction=direction,
+                                   opts=Options(metrics=("collapse",), device=device))
         report[d] = {"images": len(images), "share_own_domain": target_share(images, d.upper()),
-                     "reconstruction_share_own_domain": target_share([to_pil(t) for t in recon], d.upper())}
+                     "reconstruction_share_own_domain": target_share([to_pil(t) for t in recon], d.upper()),
+                     "collapse_ratio": metrics[direction]["collapse_ratio"],
+                     "collapse_reals": metrics[direction]["images"]["real"]}
         rows.append({"name": f"synthesized {d.upper()} (deepVAE, {n} samples; levels: the first)",
                      "result": res["grid"], "levels": res["rows"][0]["levels"]})
     return report, rows
 
 
-def synthesis_notes(report: dict) -> list[str]:
-    return [f"Synthesis (deepVAE of each domain, z_5 -> G_5 -> G_4 -> G_3 -> I_3; docs/method.md section 6): "
-            + "; ".join(f"{report[d]['share_own_domain']:.0%} of the {report[d]['images']} samples of {d.upper()} "
-                        f"have {d.upper()}'s silhouette aspect (I_3 reconstructions of real {d.upper()} test images: "
-                        f"{report[d]['reconstruction_share_own_domain']:.0%})" for d in ("a", "b")) + "."]
+def synthesis_notes(report: dict, cfg) -> list[str]:
+    """The synthesis panel's lines on the demo's page: what the samples are, their measures, and whether the
+    budget made varied samples (collapse ratio >= :data:`COLLAPSE_TARGET` in both domains)."""
+    s = cfg.synth
+    lines = [f"Synthesis (deepVAE of each domain, z_5 -> G_5 -> G_4 -> G_3 -> I_3; docs/method.md section 6; "
+             f"{s.vae_steps} VAE steps, {s.steps} steps per level): "
+             + "; ".join(f"{report[d]['share_own_domain']:.0%} of the {report[d]['images']} samples of {d.upper()} "
+                         f"have {d.upper()}'s silhouette aspect (I_3 reconstructions of real {d.upper()} test images: "
+                         f"{report[d]['reconstruction_share_own_domain']:.0%})" for d in ("a", "b")) + "."]
+    ratios = {d: report[d]["collapse_ratio"] for d in ("a", "b")}
+    shown = "; ".join(f"{d.upper()} {'not computed' if r is None else f'{r:.2f}'}" for d, r in ratios.items())
+    lines.append(f"Collapse ratio of the samples (their diversity / that of the {report['a']['collapse_reals']} real "
+                 f"test images of the domain; 1 = as varied as real images, 0 = one image repeated; "
+                 f"eval_synth_a/, eval_synth_b/): {shown}.")
+    if all(r is not None and r >= COLLAPSE_TARGET for r in ratios.values()):
+        lines.append(f"Both at least {COLLAPSE_TARGET}: the samples vary about as real images do.")
+    else:
+        lines.append(f"Below {COLLAPSE_TARGET}: this budget is too small for varied samples; the panel shows "
+                     f"what each domain's deepVAE learned first, its typical layout. The preset "
+                     f"{REAL_SAMPLES_PRESET} makes real samples (collapse ratio 0.55 and 0.63, about 46 CPU "
+                     f"minutes: docs/measurements.md, deepVAE).")
+    return lines
 
 
 def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:

@@ -8,7 +8,8 @@ HELP = "print a complete, commented YAML configuration (every field with its def
 
 def add_arguments(p):
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                   help="named preset to start from (one per experiment of the paper; see --list-presets)")
+                   help="named preset to start from: one per experiment of the paper and its variants, and cpu-fast / "
+                        "cpu-quality for your own folders on a CPU (see --list-presets)")
     p.add_argument("--list-presets", action="store_true",
                    help="list the presets with what each reproduces and the prepare command of its data")
     p.add_argument("--config", default=None, help="YAML file to apply on top of the preset")
