@@ -70,7 +70,7 @@ def measure(files: list[Path], images: list[Image.Image], meta: dict, target: st
     for f, im in zip(files, images):
         true = true_centre(f, meta)
         est = layout.silhouette_box(synthetic.textured_pixels(im))
-        hits.append(layout.is_target(synthetic.domain_score(im), target))
+        hits.append(layout.pair_of(meta).judge_image(im) == target)
         if true is not None and est is not None:
             true_yx.append(true)
             est_yx.append((est[0] / size, est[1] / size))

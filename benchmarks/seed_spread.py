@@ -42,7 +42,8 @@ def config(data: Path, device: str, plan: str, sets: str = ""):
 
 def job(out: Path, device: str, plan: str, name: str, sets: str, seed: int) -> None:
     """Level 5 and the cascade of one (variant, seed) in a copy of the shared run, then ``evaluate``."""
-    from deepcascade.evaluation.run import Options, evaluate_run
+    from deepcascade.evaluation.entry_points import evaluate_run
+    from deepcascade.evaluation.plan import Options
     from deepcascade.stages.pipeline import run_training
 
     run = out / f"{name}_s{seed}"

@@ -70,7 +70,7 @@ def safe_torch_load(path: str | Path, what: str, hint: str = ""):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
                         f"{' (' + hint + ')' if hint else ''}") from None
 
 

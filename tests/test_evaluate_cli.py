@@ -91,7 +91,9 @@ def test_report_lists_missing_metrics_and_computes_the_rest(data, tmp_path):
     assert m["b2a"] is None  # folders: one direction
     a2b = m["a2b"]
     missing = {nc["metric"]: nc for nc in m["not_computed"]}
-    assert set(missing) == {"kid", "fid"}
+    # no run, so no reconstruction: the appearance figures have no floor (and say why)
+    assert set(missing) == {"kid", "fid", "appearance.frame_colour_error_floor"}
+    assert "--run" in missing["appearance.frame_colour_error_floor"]["reason"]
     assert missing["kid"]["missing_file"] == INCEPTION
     assert missing["kid"]["folder"] == str(tmp_path / "torch" / "hub" / "checkpoints")
     assert a2b["kid"] is None and a2b["fid"] is None
@@ -101,8 +103,21 @@ def test_report_lists_missing_metrics_and_computes_the_rest(data, tmp_path):
     assert a2b["silhouette_target_share"] == 0.0
     assert m["protocol"]["classifier"]["kind"] == "efficientnet_lite0"  # unknown method: the packaged probe
     # layout: a translation identical to its source shifts the silhouette by the estimator's error only
-    assert a2b["centre_shift"] == pytest.approx(a2b["layout"]["centre_shift_floor"])
+    lay = a2b["layout"]
+    assert a2b["centre_shift"] == pytest.approx(lay["centre_shift_floor"])
+    assert lay["ground_shift"] == pytest.approx(lay["ground_shift_floor"])
     assert a2b["centre_shift"] < 0.06
+    # ... far from a random B image's place: the translations are all the way from chance to the floor
+    for k in ("centre_shift", "ground_shift"):
+        assert lay[f"{k}_chance"] > 2 * lay[k]
+        assert lay[f"{k}_progress"] == pytest.approx(1.0)
+    assert lay["chance_pairs"] == 5  # every real B image (fewer than CHANCE_PAIRS)
+    # appearance: copies keep every colour exactly; random B images do not
+    app = a2b["appearance"]
+    assert app["frame_colour_error"] == 0.0 and app["background_colour_error"] == 0.0
+    assert app["frame_colour_error_chance"] > 0.02 and app["background_colour_error_chance"] > 0.02
+    assert app["frame_colour_error_floor"] is None and app["frame_colour_error_progress"] is None
+    assert app["frame_width"] == 8 and app["images"] == 5 and app["background_images"] == 5
     assert a2b["collapse_ratio"] > 0
     nn = a2b["nearest_neighbours"]
     assert [n["translation"] for n in nn] == [f"A_test_{i:06d}_fake_B.png" for i in range(5)]
@@ -114,8 +129,10 @@ def test_report_lists_missing_metrics_and_computes_the_rest(data, tmp_path):
     assert m["protocol"]["image_size"] == 64
     # printed figures and the page
     assert "target_share=0%" in r.stdout and "collapse_ratio=" in r.stdout and "not computed: kid" in r.stdout
+    assert "frame_colour_error=0 (floor not computed, chance " in r.stdout
     page = (out / "index.html").read_text()
     assert INCEPTION in page and "NN1" in page
+    assert "From chance to the floor" in page and "ground shift" in page and "frame colour error" in page
     refs = [unquote(h) for h in re.findall(r"src='([^']+)'", page)]
     assert len(refs) == 5
     for ref in refs:

@@ -9,8 +9,10 @@ from deepcascade.data import synthetic
 from deepcascade.data.synthetic import animals
 from deepcascade.evaluation import classifier as clf
 from deepcascade.evaluation.diversity import collapse_ratio, mean_pairwise_distance
-from deepcascade.evaluation.layout import (compare, find_meta, generator_mask, layout_measure, parse_name,
-                                           silhouette_box)
+from deepcascade.evaluation import appearance as app
+from deepcascade.evaluation.chance import partners, progress
+from deepcascade.evaluation.layout import (chance_shifts, compare, find_meta, generator_mask, ground_point,
+                                           layout_measure, parse_name, silhouette_box)
 
 # ---- collapse -------------------------------------------------------------------------------------------------
 
@@ -138,6 +140,110 @@ def test_file_names_map_to_generator_indices(tmp_path):
     want = animals.render("A", synthetic.TEST_INDEX_BASE + 1, 32, 5)
     assert np.array_equal(np.asarray(img), np.asarray(want))  # the mapping names the very image
     assert np.array_equal(generator_mask(domain, index, meta, 32), animals.silhouette_mask("A", index, 32, 5))
+
+
+def test_ground_shift_keeps_a_standing_object_that_grows_upward():
+    """A giraffe on the zebra's ground line: its box grows upward, the centre rises, the ground point stays."""
+    size = 64
+    low = np.zeros((size, size), bool)
+    low[40:50, 20:40] = True  # wide and low, standing on row 49
+    tall = np.zeros((size, size), bool)
+    tall[10:50, 25:35] = True  # tall and narrow, same ground line and horizontal centre
+    a, b = silhouette_box(low), silhouette_box(tall)
+    assert ground_point(a) == pytest.approx((49.0 - 0.09, 29.5), abs=0.2)  # 99th percentile row, centre
+    out = compare([a], [b], size)
+    assert out["ground_shift"] == pytest.approx(0.0, abs=0.3 / size)
+    assert out["centre_shift"] > 10 / size  # the box centre rose by 15 px
+    moved = np.roll(tall, (0, 6), axis=(0, 1))
+    assert compare([a], [silhouette_box(moved)], size)["ground_shift"] == pytest.approx(6 / size, abs=0.3 / size)
+
+
+def test_chance_shifts_average_every_random_partner():
+    size = 10
+    true = [(5.0, 5.0, 3.0, 3.0), (2.0, 2.0, 3.0, 3.0)]  # ground points (6, 5) and (3, 2)
+    targets = [(5.0, 8.0, 3.0, 3.0), (5.0, 5.0, 3.0, 3.0)]  # ground points (6, 8) and (6, 5)
+    out = chance_shifts(true, targets, [np.array([0, 1]), np.array([1])], size)
+    centre = (3.0 + 0.0 + np.hypot(3, 3)) / 3 / size
+    assert out["centre_shift"] == pytest.approx(centre)
+    assert out["ground_shift"] == pytest.approx(centre)  # same-sized boxes: ground and centre shifts agree
+
+
+def test_partners_are_seeded_distinct_draws():
+    first = partners(20, 30, seed=4)
+    assert all(len(p) == 8 and len(set(p.tolist())) == 8 and p.max() < 30 for p in first)
+    assert all(np.array_equal(a, b) for a, b in zip(first, partners(20, 30, seed=4)))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, partners(20, 30, seed=5)))
+    assert [sorted(p.tolist()) for p in partners(3, 5, seed=0)] == [[0, 1, 2, 3, 4]] * 3  # all, when fewer
+    assert partners(2, 0, seed=0)[0].size == 0
+
+
+def test_progress_from_chance_to_floor():
+    assert progress(0.2, 0.0, 0.4) == pytest.approx(0.5)
+    assert progress(0.05, 0.05, 0.45) == pytest.approx(1.0) and progress(0.45, 0.05, 0.45) == 0.0
+    assert progress(0.6, 0.0, 0.4) == pytest.approx(-0.5)  # worse than chance
+    assert progress(0.1, 0.3, 0.3) is None and progress(0.1, None, 0.3) is None
+
+
+# ---- appearance -----------------------------------------------------------------------------------------------
+
+def _scene(size, frame, inside, mask=None, obj=None):
+    """uint8 image: ``frame`` colour on the outer frame, ``inside`` elsewhere, ``obj`` on ``mask``."""
+    img = np.empty((size, size, 3), np.float64)
+    img[:] = inside
+    img[app.frame_mask(size)] = frame
+    if mask is not None:
+        img[mask] = obj
+    return (img * 255).round().astype(np.uint8)
+
+
+def test_frame_is_the_outer_eighth():
+    assert [app.frame_width(s) for s in (64, 32, 96, 16, 4)] == [8, 4, 12, 2, 1]
+    m = app.frame_mask(64)
+    assert m[7, 32] and not m[8, 32] and m[32, 56] and not m[32, 55] and m.sum() == 64 * 64 - 48 * 48
+    img = _scene(64, (0.2, 0.4, 0.6), (1.0, 0.0, 0.0))
+    assert app.frame_colour(img) == pytest.approx(np.array([51, 102, 153]) / 255)
+
+
+def test_appearance_against_floor_and_chance():
+    """Frame colours moved by known amounts: the error, its floor, chance level and progress are those amounts."""
+    size, base = 32, np.array([0.4, 0.4, 0.4])
+    src = [_scene(size, base, (0.9, 0.1, 0.1)) for _ in range(3)]
+    fake = [_scene(size, base + [0.2, 0, 0], (0.1, 0.9, 0.1)) for _ in range(3)]  # object changed, frame off by .2
+    rec = [_scene(size, base + [0, 0.04, 0], (0.9, 0.1, 0.1)) for _ in range(3)]
+    tgt = [_scene(size, base + [0, 0, 0.4], (0.1, 0.9, 0.1)) for _ in range(5)]
+    out = app.appearance_measure(3, src.__getitem__, fake.__getitem__, rec.__getitem__, 5, tgt.__getitem__)
+    q = 1 / 255  # 8-bit rounding of each colour
+    assert out["frame_colour_error"] == pytest.approx(0.2, abs=q)
+    assert out["frame_colour_error_floor"] == pytest.approx(0.04, abs=q)
+    assert out["frame_colour_error_chance"] == pytest.approx(0.4, abs=q)
+    assert out["frame_colour_error_progress"] == pytest.approx((0.4 - 0.2) / (0.4 - 0.04), abs=0.01)
+    assert out["background_colour_error"] is None and out["background_images"] == 0  # no masks given
+    assert out["frame_width"] == 4 and out["chance_pairs"] == 5
+    same = app.appearance_measure(3, src.__getitem__, src.__getitem__)
+    assert same["frame_colour_error"] == 0.0 and same["frame_colour_error_floor"] is None
+
+
+def test_background_ignores_a_translated_object_that_covers_part_of_it():
+    """The translation's object covers a third of the source's background (a taller animal): the background's
+    colour (a median) is unchanged, where its mean would not be; a changed background is measured exactly."""
+    size = 64
+    m = np.zeros((size, size), bool)
+    m[40:52, 16:48] = True  # the source's wide object
+    grown = np.zeros((size, size), bool)
+    grown[8:52, 24:40] = True  # the translation's tall object, over the source's background above it
+    bg, obj = (0.3, 0.5, 0.7), (0.9, 0.9, 0.1)
+    src = _scene(size, bg, bg, m, obj)
+    fake = _scene(size, bg, bg, grown, (0.1, 0.1, 0.1))
+    region = app.background_region(m)
+    assert not region[m].any() and not region[39, 30] and region[30, 5]  # the object and a margin around it
+    assert 0.1 < grown[region].mean() < 0.5
+    recoloured = _scene(size, (0.3, 0.6, 0.7), (0.3, 0.6, 0.7), grown, (0.1, 0.1, 0.1))
+    tgt = [_scene(size, (0.3, 0.5, 0.2), (0.3, 0.5, 0.2))]
+    out = app.appearance_measure(2, [src, src].__getitem__, [fake, recoloured].__getitem__, None, 1,
+                                 tgt.__getitem__, lambda i: m)
+    assert out["background_images"] == 2
+    assert out["background_colour_error"] == pytest.approx((0.0 + 0.1) / 2, abs=1 / 255)
+    assert out["background_colour_error_chance"] == pytest.approx(0.5, abs=1 / 255)
 
 
 # ---- classifier -----------------------------------------------------------------------------------------------

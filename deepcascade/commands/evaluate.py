@@ -17,9 +17,10 @@ from pathlib import Path
 
 from ..precision import PRECISION_HELP, PRECISIONS
 
-HELP = "score translations: KID/FID, independent domain classifier, LPIPS nearest neighbours, collapse, layout"
+HELP = ("score translations: KID/FID, independent domain classifier, LPIPS nearest neighbours, collapse, layout, "
+        "appearance")
 
-METRIC_NAMES = "kid, fid, classifier, nn, collapse, layout"
+METRIC_NAMES = "kid, fid, classifier, nn, collapse, layout, appearance"
 
 
 def add_arguments(p):
@@ -70,7 +71,7 @@ REPORT_FILES = ("metrics.json", "index.html")
 
 def _run_inputs(run: Path) -> dict:
     """What ``evaluate --run`` reads: the run's models and statistics, its feature cache, its data folders."""
-    from ..engine.run import RunDir
+    from ..rundir import RunDir
 
     rd = RunDir(run)
     inputs = {"--run (config.yaml)": rd.config_file, "--run (models/)": rd.models,
@@ -115,7 +116,8 @@ def claim_output(out: Path, inputs: dict, overwrite: bool):
 def run(args) -> int:
     from ..errors import UserError
     from ..evaluation.report import summary_lines
-    from ..evaluation.run import Options, evaluate_folders, evaluate_run, parse_metrics
+    from ..evaluation.entry_points import evaluate_folders, evaluate_run
+    from ..evaluation.plan import Options, parse_metrics
 
     if bool(args.run) == bool(args.fake):
         raise UserError("give either --run RUN, or --fake DIR with --real DIR (and optionally --source DIR)")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from ..progress import progress
 
+from ..errors import UserError
 from ..fileio import atomic_path, safe_torch_load
 from .cache import cached_rows, key_hash
 from .images import ImageSet, to_float
@@ -37,7 +38,7 @@ KINDS = ("efficientnet_lite0", "alexnet", "cnn")
 TRUST_ACCURACY = 0.90
 PROBE_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)  # L2 weights tried by cross-validation (standardized features)
 CNN_MAX_SIZE = 64  # the from-scratch CNN sees images at most this large (a CPU-affordable judge)
-CNN_VERSION = 2  # bump when the CNN or its training changes (invalidates cached models); 2: seeded dropout
+CNN_VERSION = 2  # bump when the CNN or its training changes (invalidates cached models)
 
 
 def choose(requested: str, run_backbone: str | None, alexnet_available: bool) -> tuple[str, str, bool]:
@@ -268,9 +269,12 @@ class DomainClassifier:
         path = Path(self.cache_dir) / f"cnn-{key_hash(key)}.pt" if self.cache_dir else None
         self.net = SmallCNN().to(self.device)
         if path is not None and path.is_file():
-            self.net.load_state_dict(safe_torch_load(path, "cached domain classifier"))
-            self.net.eval()
-            return self
+            try:
+                self.net.load_state_dict(safe_torch_load(path, "cached domain classifier"))
+                self.net.eval()
+                return self
+            except (UserError, RuntimeError) as e:  # unreadable, or not this network's weights: a cache, so redo
+                log.warning("%s; training the classifier again", str(e).splitlines()[0][:300])
         pa = _pixels(train_a, self.size, self.batch_size, self.cache_dir)
         pb = _pixels(train_b, self.size, self.batch_size, self.cache_dir)
         self.net = train_cnn(pa, pb, self.device, self.seed)

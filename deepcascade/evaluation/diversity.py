@@ -2,7 +2,7 @@
 
 collapse_ratio = mean pairwise perceptual distance among the translations / the same among real target images.
 About 1 for a translator whose outputs vary as much as real images do, 0 when every input gets the same output
-(the failure issue 12 describes: twenty zebras in, one giraffe out).
+(a collapsed translator: twenty zebras in, one giraffe out).
 
 With embeddings whose squared Euclidean distance is the perceptual distance (``perceptual.py``), the mean over
 all ordered pairs i != j is computed in one streaming pass without forming pairs:

@@ -72,9 +72,38 @@ ROWS = [  # (label, key, as percentage)
     ("silhouette target share (domain_score)", "silhouette_target_share", True),
     ("collapse ratio (diversity / real diversity)", "collapse_ratio", False),
     ("mean centre shift (fraction of the side)", "centre_shift", False),
+    ("mean ground shift (fraction of the side)", "layout.ground_shift", False),
+    ("frame colour error (RGB distance, 0..1)", "appearance.frame_colour_error", False),
+    ("background colour error (RGB distance, 0..1)", "appearance.background_colour_error", False),
     ("KID (raw, not x100)", "kid", False),
     ("FID", "fid", False),
 ]
+
+#: figures read between a floor and a chance level: (label, section, figure)
+SCALED = [
+    ("frame colour error", "appearance", "frame_colour_error"),
+    ("background colour error", "appearance", "background_colour_error"),
+    ("ground shift", "layout", "ground_shift"),
+    ("centre shift", "layout", "centre_shift"),
+]
+
+
+def lookup(result: dict | None, key: str):
+    """``result["a"]["b"]`` for ``key`` "a.b"; None where a part is missing."""
+    for part in key.split("."):
+        if not isinstance(result, dict):
+            return None
+        result = result.get(part)
+    return result
+
+
+def scaled(result: dict, section: str, figure: str) -> dict | None:
+    """``{"value", "floor", "chance", "progress"}`` of a figure of ``section``; None when it was not computed."""
+    sec = (result or {}).get(section) or {}
+    if sec.get(figure) is None:
+        return None
+    return {"value": sec[figure], "floor": sec.get(f"{figure}_floor"), "chance": sec.get(f"{figure}_chance"),
+            "progress": sec.get(f"{figure}_progress")}
 
 
 def summary_lines(metrics: dict) -> list[str]:
@@ -86,20 +115,44 @@ def summary_lines(metrics: dict) -> list[str]:
             continue
         parts = []
         for label, key, pct in ROWS:
-            v = r.get(key)
-            if v is None or (isinstance(v, dict) and v.get("value") is None):
+            v = lookup(r, key)
+            if v is None or (isinstance(v, dict) and v.get("value") is None) or key in _SCALED_KEYS:
                 continue
             parts.append(f"{key}={_fmt(v, pct)}")
+        for label, section, figure in SCALED:
+            f = scaled(r, section, figure)
+            if f is not None:
+                parts.append(f"{figure}={_fmt(f['value'])} (floor {_fmt(f['floor'])}, chance {_fmt(f['chance'])}, "
+                             f"progress {_fmt(f['progress'], True)})")
         extra = ""
         if r.get("classifier") and r["classifier"].get("trustworthy") is False:
             extra = " (classifier below 90% on real images: target_share untrustworthy)"
-        floor = (r.get("layout") or {}).get("centre_shift_floor")
-        if floor is not None:
-            extra += f" (centre shift of the untranslated sources: {floor:.3g})"
         lines.append(f"{d}: " + "  ".join(parts) + extra)
     for nc in metrics.get("not_computed", []):
         lines.append(f"not computed: {nc['metric']}: {nc['reason']}")
     return lines
+
+
+_SCALED_KEYS = {f"{section}.{figure}" for _, section, figure in SCALED} | {"centre_shift"}
+
+
+def _scaled_table(metrics: dict, dirs: list[str]) -> list[str]:
+    """The figures read between their floor (1) and chance level (0), per direction."""
+    rows = [(label, d, f) for label, section, figure in SCALED for d in dirs
+            if (f := scaled(metrics[d], section, figure)) is not None]
+    if not rows:
+        return []
+    p = ["<h2>From chance to the floor</h2><p class='note'>floor: the untranslated source (layout: the estimator's "
+         "own error; appearance: the run's reconstruction I(e(source))); chance: real target images paired with "
+         "the sources at random; progress = (chance - value) / (chance - floor): 1 at the floor, 0 at chance.</p>",
+         "<table><tr><th>figure</th><th>direction</th><th>value</th><th>floor</th><th>chance</th>"
+         "<th>progress</th></tr>"]
+    for label, d, f in rows:
+        p.append(f"<tr><td>{html.escape(label)}</td><td>{d}</td>" + "".join(
+            f"<td>{html.escape(_fmt(f[k], k == 'progress'))}</td>" for k in ("value", "floor", "chance", "progress"))
+            + "</tr>")
+    p.append("</table>")
+    return p
 
 
 def _href(out: Path, target: Path) -> str:
@@ -117,8 +170,9 @@ def write_page(out: Path, metrics: dict, strips: dict[str, list[dict]], title: s
          "<table><tr><th>measure</th>" + "".join(f"<th>{d}</th>" for d in dirs) + "</tr>"]
     for label, key, pct in ROWS:
         p.append(f"<tr><td>{html.escape(label)}</td>" +
-                 "".join(f"<td>{html.escape(_fmt(metrics[d].get(key), pct))}</td>" for d in dirs) + "</tr>")
+                 "".join(f"<td>{html.escape(_fmt(lookup(metrics[d], key), pct))}</td>" for d in dirs) + "</tr>")
     p.append("</table>")
+    p += _scaled_table(metrics, dirs)
     proto = metrics.get("protocol", {})
     if proto.get("classifier"):
         p.append(f"<p class='note'>Classifier: {html.escape(proto['classifier'].get('model', ''))}; "
