@@ -5,7 +5,8 @@ transform; an N x N input passes through unchanged), then the backbone gives its
 before the ReLU unless --relu. One tensor of shape (C, H, W) per image and level, named
 ``<path relative to --images, with '/'>/level<l>`` (e.g. ``cats/001.png/level5``; for VGG-19, level l is
 conv_l_1, listed in the metadata field ``layers``). The file is streamed to disk (memory stays bounded for any
-number of images) and renamed into place when complete. Unreadable files are skipped and named.
+number of images) and renamed into place when complete; an existing file is replaced only with --overwrite.
+Unreadable files are skipped and named.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ def add_arguments(p):  # imports nothing heavy: the CLI builds every subcommand'
     p.add_argument("--images", required=True, help="folder of images (searched recursively) or one image file")
     p.add_argument("--levels", default="1,2,3,4,5", help="comma-separated levels (1 = conv_1_1 ... 5 = conv_5_1)")
     p.add_argument("--image-size", type=int, default=224, help="resize the shorter side to N, centre-crop N x N")
-    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--out", required=True, help="output .safetensors file (an existing one is kept unless --overwrite)")
     p.add_argument("--relu", action="store_true", help="take each level after its ReLU")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def parse_levels(text: str) -> list[int]:
@@ -64,6 +66,8 @@ def run(args) -> int:
         raise UserError(f"--out must end with .safetensors, got {out}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder")
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
+        raise UserError(f"--out {out} exists; pass --overwrite to replace it, or choose another --out")
     device = resolve_device(args.device)
     backbone = build_backbone(args.backbone, args.weights, args.relu, args.seed).to(device)
     res = export_features(Path(args.images), out, backbone, levels, args.image_size, args.batch_size, device,

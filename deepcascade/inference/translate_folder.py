@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from ..progress import progress
 
-from ..data.images import IMAGE_EXTENSIONS, list_images, list_other_files, load_image
+from ..data.images import (IMAGE_EXTENSIONS, failure_reason, list_images, list_other_files, list_unreadable_entries,
+                           load_image)
 from ..data.transforms import test_transform, to_pil
 from ..errors import UserError
 from ..fileio import check_output_location, folder_lock
@@ -50,10 +51,11 @@ def translate_folder(run_dir, input_path, out_dir, direction=None, final_level=N
                      model=None) -> dict:
     """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named.
 
-    Never replaces an input: an ``out_dir`` overlapping ``input_path`` is refused when any output would land on
-    a file of the input (:func:`~deepcascade.fileio.check_output_location`). An image whose output files
-    already exist is kept as it is (counted in ``kept``) unless ``overwrite``. ``out_dir`` is locked for the
-    run, so a second process writing into it is refused. ``precision``: see
+    Never writes into the input: an ``out_dir`` that is, lies inside or contains ``input_path`` is refused
+    (:func:`~deepcascade.fileio.check_output_location`): translations, ``_sources`` and ``_levels`` written into
+    a data set would be read back as data by training, ``evaluate`` and the next ``translate``. An image whose
+    output files already exist is kept as it is (counted in ``kept``) unless ``overwrite``. ``out_dir`` is
+    locked for the run, so a second process writing into it is refused. ``precision``: see
     :meth:`Translator.from_run` (ignored when ``translator`` is given).
 
     ``engine="onnxruntime"`` translates with ``model``, a file written by ``deepcascade export`` (no ``run_dir``;
@@ -81,9 +83,7 @@ def translate_folder(run_dir, input_path, out_dir, direction=None, final_level=N
         return paths
 
     planned = {p: outputs_of(p) for p in files}
-    check_output_location(out_dir, {"--input": input_path},
-                          [f for o in planned.values() for f in o.values()] + [out_dir / "index.html",
-                                                                               out_dir / ".lock"])
+    check_output_location(out_dir, {"--input": input_path}, None)
     with folder_lock(out_dir, "output folder"):
         index = out_dir / "index.html"
         if index.exists() and not overwrite and not is_our_page(index):
@@ -98,7 +98,7 @@ def _translate(run_dir, input_path, files, planned, kept, root, out_dir, directi
                batch_size, device, translator, precision="fp32") -> dict:
     t = translator or Translator.from_run(run_dir, device=device, final_level=final_level, precision=precision)
     final = final_level or t.final_level
-    skipped = [(p, "not an image file") for p in list_other_files(input_path)]
+    skipped = [(p, "not an image file") for p in list_other_files(input_path)] + list_unreadable_entries(input_path)
     kept_set = set(kept)
     rows = [{"name": str(p.relative_to(root)), **{k: (f if f.exists() else None) for k, f in planned[p].items()}}
             for p in kept]
@@ -116,7 +116,7 @@ def _translate(run_dir, input_path, files, planned, kept, root, out_dir, directi
                 batch.append(t.preprocess(img))
                 names.append(p)
             except Exception as e:  # unreadable input: name it, go on
-                reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+                reason = failure_reason(e, p)
                 log.warning("skipped unreadable image %s: %s", p, reason)
                 skipped.append((p, reason))
         bar.update(len(files[i: i + batch_size]))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UserError
-from ..images import IMAGE_EXTENSIONS, list_images, list_other_files, verify_image
+from ..images import IMAGE_EXTENSIONS, list_images, list_other_files, list_unreadable_entries, verify_image
 from .output import PreparedOutput, folder_of
 from .split import held_out_keys
 
@@ -45,6 +45,8 @@ def scan(source: Source) -> tuple[list[Path], list[dict]]:
     bad = [{"file": str(p), "reason": "not an image file (extension not one of "
                                       f"{', '.join(sorted(IMAGE_EXTENSIONS))})", "why": "not_an_image"}
            for p in mine(list_other_files(source.folder))]
+    bad += [{"file": str(p), "reason": reason, "why": "unreadable"}  # link loops, FIFOs: named, never opened
+            for p, reason in list_unreadable_entries(source.folder) if mine([p])]
     good = []
     bar = _progress(len(files), f"checking {source.label}")
     for p in files:
