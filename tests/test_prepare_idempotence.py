@@ -1,4 +1,4 @@
-"""Every real-data ``prepare`` kind: a re-run over a finished output does nothing and says so; a run killed
+"""Every ``prepare`` kind (the real-data ones and ``synthetic``): a re-run over a finished output does nothing and says so; a run killed
 mid-write is not taken as complete and the next run completes it to exactly what an uninterrupted run writes;
 an ``--out`` overlapping an input is refused."""
 
@@ -54,10 +54,12 @@ def commands(trees, out: Path) -> dict[str, list[str]]:
         "coco": ["prepare", "coco", "--annotations", str(c["annotations"]), "--images", str(c["images"]),
                  "--categories", "zebra,giraffe", "--test-fraction", "0.5", "--size", "64", "--out", str(out)],
         "cats-dogs": ["prepare", "cats-dogs", "--src", str(trees["pet"]), "--out", str(out)],
+        "synthetic": ["prepare", "synthetic", "--pair", "mugs-bottles", "--n", "3", "--n-test", "2", "--size", "32",
+                      "--out", str(out)],
     }
 
 
-@pytest.mark.parametrize("kind", ["coco", "cats-dogs"])
+@pytest.mark.parametrize("kind", ["coco", "cats-dogs", "synthetic"])
 def test_rerun_does_nothing_and_says_so(trees, tmp_path, capsys, kind):
     out = tmp_path / "out"
     assert main(commands(trees, out)[kind]) == 0
@@ -70,10 +72,12 @@ def test_rerun_does_nothing_and_says_so(trees, tmp_path, capsys, kind):
     # The same folder with other options is refused, naming the option.
     cmd = commands(trees, out)[kind] + (["--seed", "1"])
     assert main(cmd) == 2
-    assert "other options (seed: 0 there, 1 now)" in capsys.readouterr().err
+    said = "made with other parameters (pair mugs-bottles; seed 0;" if kind == "synthetic" else \
+        "other options (seed: 0 there, 1 now)"
+    assert said in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind,kill_at", [("coco", 2), ("cats-dogs", 5)])
+@pytest.mark.parametrize("kind,kill_at", [("coco", 2), ("cats-dogs", 5), ("synthetic", 4)])
 def test_killed_run_is_not_complete_and_is_completed(trees, tmp_path, kind, kill_at):
     out, fresh = tmp_path / "killed", tmp_path / "fresh"
     env = {**os.environ, "KILL_AT": str(kill_at), "PYTHONPATH": str(ROOT)}

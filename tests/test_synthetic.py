@@ -1,4 +1,4 @@
-"""Synthetic zebra-like (A) / giraffe-like (B) domains: determinism, layout, and separation by shape."""
+"""The built-in synthetic pairs: determinism, masks, separation by shape and not by colour, the data set writer."""
 
 from __future__ import annotations
 
@@ -205,3 +205,147 @@ def test_prepare_never_replaces_a_synthetic_json_it_did_not_write(tmp_path, caps
     assert main(["prepare", "synthetic", "--out", str(done), "--n", "1", "--n-test", "1", "--size", "32",
                  "--overwrite"]) == 2
     assert (done / "synthetic.json").read_text() == "not json"
+
+
+# ---- the held-out object pairs -------------------------------------------------------------------------------
+OBJECT_PAIRS = [name for name in syn.PAIRS if name != "animals"]
+
+
+@pytest.fixture(scope="module")
+def pair_samples():
+    """{pair: {domain: [(image, mask)]}}, fresh indices and seed 7 at 64 px."""
+    return {name: {d: [syn.render_with_mask(name, d, 5000 + i, SIZE_SEP, 7) for i in range(N_SEP)]
+                   for d in syn.DOMAINS} for name in OBJECT_PAIRS}
+
+
+def test_registry_and_pair_errors():
+    assert syn.DEFAULT_PAIR == "animals" and len(OBJECT_PAIRS) >= 2
+    with pytest.raises(UserError, match="unknown synthetic pair 'cats'.*discs-stars"):
+        syn.get_pair("cats")
+    # the default pair is the animal renderer, image for image
+    img, mask = syn.render_with_mask("animals", "B", 3, 48, 2)
+    ref, ref_mask = animals.render_with_mask("B", 3, 48, 2)
+    assert img.tobytes() == ref.tobytes() and np.array_equal(mask, ref_mask)
+
+
+@pytest.mark.parametrize("name", OBJECT_PAIRS)
+def test_object_pairs_are_pure_functions(name):
+    import random
+
+    a = syn.render_with_mask(name, "A", 3, 64, 11)
+    np.random.seed(0)
+    random.seed(0)
+    before = (np.random.random(), random.random())
+    np.random.seed(0)
+    random.seed(0)
+    b = syn.render_with_mask(name, "A", 3, 64, 11)
+    assert (np.random.random(), random.random()) == before  # no global RNG touched
+    assert a[0].tobytes() == b[0].tobytes() and np.array_equal(a[1], b[1])
+    others = [syn.render(name, "A", 3, 64, 12), syn.render(name, "A", 4, 64, 11), syn.render(name, "B", 3, 64, 11)]
+    assert all(o.tobytes() != a[0].tobytes() for o in others)
+    # another pair's image of the same numbers is another image
+    assert syn.render("animals", "A", 3, 64, 11).tobytes() != a[0].tobytes()
+    for size in (32, 100, 200):
+        img, mask = syn.render_with_mask(name, "B", 1, size, 0)
+        assert img.mode == "RGB" and img.size == (size, size) and mask.dtype == bool and mask.shape == (size, size)
+    with pytest.raises(ValueError):
+        syn.render(name, "A", 0, 31, 0)
+
+
+@pytest.mark.parametrize("name", OBJECT_PAIRS)
+def test_object_masks_match_the_images(name, pair_samples):
+    """Inside the mask the pixels are far from the background's colour, outside (two pixels away from the edge)
+    close to it; the object never reaches the outer eighth of the image, which is background only."""
+    for d in syn.DOMAINS:
+        for img, mask in pair_samples[name][d]:
+            arr = np.asarray(img, np.float64)
+            k = SIZE_SEP // 8
+            frame = np.ones(mask.shape, bool)
+            frame[k:-k, k:-k] = False
+            assert not (mask & frame).any() and 0.02 < mask.mean() < 0.4
+            dist = np.linalg.norm(arr - arr[frame].mean(0), axis=-1)
+            grown, inner = mask, mask
+            for _ in range(2):  # a star's tip thinner than a pixel is antialiased up to two pixels beyond the mask
+                grown = grown | np.roll(grown, 1, 0) | np.roll(grown, -1, 0) | np.roll(grown, 1, 1) | np.roll(grown, -1, 1)
+            inner = mask & np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
+            assert dist[inner].min() > 60 > 45 > dist[~grown].max()
+            # the estimate from the image alone is the mask, up to its antialiased edge
+            est = syn.get_pair(name).estimate_mask(img)
+            assert (est != mask).mean() < 0.02
+
+
+@pytest.mark.parametrize("name", OBJECT_PAIRS)
+def test_object_pairs_separate_by_shape(name, pair_samples):
+    """The pair's judge puts >= 95 % of fresh real samples in their own domain, from the mask and from the image
+    alone; the two measures agree."""
+    pair = syn.get_pair(name)
+    for judge, take in ((pair.judge_mask, 1), (pair.judge_image, 0)):
+        right = [judge(sample[take]) == d for d in syn.DOMAINS for sample in pair_samples[name][d]]
+        assert np.mean(right) >= 0.95, (judge.__name__, np.mean(right))
+    both = [(pair.mask_measure(m), pair.image_measure(im)) for d in syn.DOMAINS for im, m in pair_samples[name][d]]
+    assert np.corrcoef(np.array(both).T)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("name", OBJECT_PAIRS)
+def test_object_pairs_colour_place_and_size_are_no_cue(name, pair_samples):
+    """Colours of the whole image, of the background and of the object, the box centre and the box size: no
+    single threshold on any of them tells the domains apart (the shape measure does, above)."""
+    def stats(img, mask):
+        arr = np.asarray(img, np.float64)
+        ys, xs = np.nonzero(mask)
+        whole, back, obj = arr.reshape(-1, 3).mean(0), arr[~mask].mean(0), arr[mask].mean(0)
+        hsv = np.asarray(img.convert("HSV"), np.float64)[mask].mean(0)
+        return [*whole, whole @ [0.299, 0.587, 0.114], *back, *obj, *hsv,
+                (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2,
+                np.sqrt((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))]
+    a = np.array([stats(*s) for s in pair_samples[name]["A"]])
+    b = np.array([stats(*s) for s in pair_samples[name]["B"]])
+    for k in range(a.shape[1] - 1):
+        assert _best_threshold_accuracy(a[:, k], b[:, k]) < 0.75, k
+    assert _best_threshold_accuracy(a[:, -1], b[:, -1]) < 0.8  # box size: tall bottles shrink to fit a bit more
+
+
+@pytest.mark.parametrize("name", OBJECT_PAIRS)
+def test_pair_data_set_names_its_pair_and_gives_back_every_mask(name, tmp_path):
+    out = tmp_path / "d"
+    assert main(["prepare", "synthetic", "--out", str(out), "--pair", name, "--n", "2", "--n-test", "2",
+                 "--size", "40", "--seed", "3"]) == 0
+    meta = syn.find_meta(out / "testB")
+    assert meta["pair"] == name and meta["version"] == syn.get_pair(name).version and meta["size"] == 40
+    assert json.loads((out / "prepare.json").read_text())["complete"] is True
+    for f in sorted(out.glob("*/*.png")):
+        domain, index = syn.parse_file_name(f.name, meta)
+        assert f.name[0] == domain and (index >= syn.TEST_INDEX_BASE) == (f.parent.name.startswith("test"))
+        img, mask = syn.source_with_mask(meta, f.name)
+        with Image.open(f) as im:
+            assert im.tobytes() == img.tobytes()
+        assert np.array_equal(mask, syn.render_with_mask(name, domain, index, 40, 3)[1])
+    assert syn.parse_file_name("photo.png", meta) is None and syn.source_with_mask(meta, "x.png") is None
+
+
+def test_a_bigger_set_extends_a_smaller_one(tmp_path, capsys, caplog):
+    """The first n images of a bigger set are the smaller set: a re-run with larger counts keeps them."""
+    args = ["prepare", "synthetic", "--out", str(tmp_path), "--pair", "discs-stars", "--size", "32"]
+    assert main([*args, "--n", "2", "--n-test", "1"]) == 0
+    small = {p.name: p.read_bytes() for p in tmp_path.glob("*/*.png")}
+    assert main([*args, "--n", "3", "--n-test", "2"]) == 0
+    big = {p.name: p.read_bytes() for p in tmp_path.glob("*/*.png")}
+    assert len(big) == 10 and all(big[k] == v for k, v in small.items())
+    assert "kept 6 existing synthetic image(s)" in caplog.text
+    fresh = tmp_path / "fresh"
+    syn.write_dataset(fresh, n=3, size=32, seed=0, n_test=2, pair="discs-stars", progress=False)
+    assert {p.name: p.read_bytes() for p in fresh.glob("*/*.png")} == big
+    assert main([*args, "--n", "2", "--n-test", "2"]) == 2  # fewer: refused
+    assert "beyond the requested counts" in capsys.readouterr().err
+
+
+def test_cli_lists_the_pairs(capsys):
+    assert main(["prepare", "synthetic", "--list-pairs"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == list(syn.PAIRS)
+    for line, pair in zip(lines, syn.PAIRS.values()):
+        assert pair.domain_a in line and pair.domain_b in line and pair.differs in line
+    assert main(["prepare", "synthetic", "--out", "x", "--pair", "cats"]) == 2
+    assert "unknown synthetic pair 'cats'" in capsys.readouterr().err
+    assert main(["prepare", "synthetic"]) == 2
+    assert "needs --out" in capsys.readouterr().err
