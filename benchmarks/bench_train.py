@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deepcascade.config import build_config  # noqa: E402
 from deepcascade.data.synthetic import write_dataset  # noqa: E402
 from deepcascade.engine.optim import fused_adam  # noqa: E402
-from deepcascade.engine.run import RunDir  # noqa: E402
+from deepcascade.rundir import RunDir  # noqa: E402
 from deepcascade.engine.trainer import TrainContext  # noqa: E402
 from deepcascade.stages.experiment import setup_experiment  # noqa: E402
 

@@ -4,7 +4,7 @@ Implements "Cross-Domain Cascaded Deep Translation" (Katzir, Lischinski, Cohen-O
 Nothing heavy happens at import; ``Translator`` and ``Synthesizer`` are imported lazily.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name):

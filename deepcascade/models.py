@@ -1,31 +1,18 @@
-"""Trained models: every stage's networks built in one place, and loaded back from a run's snapshots.
+"""The network factory: every stage's networks built in one place, from widths and the backbone's shapes.
 
 Training builds networks here from the config and the backbone (the only place that reads network widths from
-the config). Each network remembers its constructor arguments (``net.arch``); the inference snapshot
-``models/<stage>.pt`` stores them beside the weights, so loading rebuilds a network from the snapshot alone,
-without re-reading the config. Inference and evaluation use :func:`open_run` and :class:`RunModels` and never
-import the training stages.
+the config). Each network remembers its constructor arguments (``net.arch``); the inference snapshot stores them
+beside the weights, and :mod:`deepcascade.rundir.snapshots` rebuilds the network from them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-import torch
 from torch import nn
 
-from .backbones import Backbone, backbone_from_config
-from .config import Config
-from .device import resolve_device
-from .engine.checkpoint import check_compatible, load_file, load_state
-from .engine.run import RunDir, parse_stage_name, stage_name
-from .errors import UserError
-from .features.normalization import Normalizer
+from .domains import FOLDER_DOMAINS, NETWORK_DIRECTIONS
 from .networks.deep import bottleneck_downsamplings
-from .networks import (AdaINPredictor, CascadeModel, CascadeTranslator, DeepTranslator, FeatureCritic,
-                       InversionNet, PatchDiscriminator, SynthesisModel, SynthGenerator, VAEDecoder, VAEEncoder,
-                       predictor_convs)
+from .networks import (AdaINPredictor, CascadeTranslator, DeepTranslator, FeatureCritic, InversionNet,
+                       PatchDiscriminator, SynthGenerator, VAEDecoder, VAEEncoder, predictor_convs)
 
 #: every network class a snapshot may name
 NETWORKS = {cls.__name__: cls for cls in (InversionNet, PatchDiscriminator, DeepTranslator, FeatureCritic,
@@ -41,7 +28,7 @@ def build(kind: str, **args) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------- for training
-# The stages call these with widths from their config sections; loading never does (see load_snapshot).
+# The stages call these with widths from their config sections; loading a snapshot never does.
 def inversion_nets(channels: int, stride: int, adversarial: bool = True, trim: int = 0, width: int = 0,
                    disc_width: int = 64) -> dict[str, nn.Module]:
     """I_l for a level of ``channels`` at ``stride`` (``trim``: its side is image/stride - trim; ``width``: the
@@ -58,9 +45,9 @@ def deep_nets(channels: int, size: int, gn_groups: int = 32, critic_width: int =
     critics D_A, D_B on (channels, size, size) level-5 features."""
     down = bottleneck_downsamplings(size, min_bottleneck)
     nets = {f"T_{d}": build("DeepTranslator", channels=channels, gn_groups=gn_groups, downsamplings=down)
-            for d in ("AB", "BA")}
+            for d in NETWORK_DIRECTIONS.values()}
     nets.update({f"D_{d}": build("FeatureCritic", in_channels=channels, in_size=size, width=critic_width)
-                 for d in ("A", "B")})
+                 for d in FOLDER_DOMAINS})
     return nets
 
 
@@ -96,13 +83,13 @@ def level_nets(backbone, level: int, image_size: int, critic_width: int | None =
     c_in, c_out, stride = backbone.channels[level + 1], backbone.channels[level], backbone.strides[level]
     resize, s_out = upsampling(backbone, level, image_size), level_side(backbone, level, image_size)
     nets = {}
-    for d in ("AB", "BA"):
+    for d in NETWORK_DIRECTIONS.values():
         t = nets[f"T_{d}"] = build("CascadeTranslator", in_channels=c_in, out_channels=c_out, **resize)
         nets[f"M_{d}"] = build("AdaINPredictor", in_channels=c_out, n_params=t.n_adain_params,
                                n_convs=predictor_convs(level, stride), width=predictor_width)
     if critic_width is not None:
         nets.update({f"D_{d}": build("FeatureCritic", in_channels=c_out, in_size=s_out,
-                                     width=critic_width) for d in ("A", "B")})
+                                     width=critic_width) for d in FOLDER_DOMAINS})
     return nets
 
 
@@ -124,119 +111,3 @@ def synth_nets(backbone, level: int, image_size: int, nz: int = 512, gn_groups: 
                        width=mapping_width, **upsampling(backbone, level, image_size)),
             "D": build("FeatureCritic", in_channels=channels + (deeper if conditional_critic else 0), in_size=size,
                        width=critic_width)}
-
-
-def run_compat(cfg: Config, backbone: Backbone) -> dict:
-    """What every checkpoint and snapshot of a run must match to be resumed or used."""
-    return {"backbone": backbone.name, "weights": backbone.weights_sha256 or f"random:{cfg.backbone.seed}",
-            "relu": backbone.relu, "image_size": cfg.data.image_size,
-            "normalization": f"{cfg.normalization.scheme}:{cfg.normalization.k}"}
-
-
-# ---------------------------------------------------------------------------------------------- from snapshots
-def load_snapshot(path: Path, stage: str, compat: dict, names=None) -> dict[str, nn.Module]:
-    """The networks of a finished stage (those in ``names``, default all), rebuilt from the arguments stored in
-    its snapshot, in the snapshot's order (network construction draws from torch's global RNG, and training a
-    later stage after loading must draw the same numbers on every run)."""
-    snap = load_file(path)
-    check_compatible(snap, path, stage, compat)
-    nets = {}
-    for name, state in snap["nets"].items():
-        if names is not None and name not in names:
-            continue
-        arch = snap.get("arch", {}).get(name)
-        if not arch or arch.get("kind") not in NETWORKS:
-            raise UserError(f"{path}: network '{name}' has no stored architecture (written by an older deepcascade);"
-                            f" retrain the stage '{stage}'")
-        net = NETWORKS[arch["kind"]](**arch["args"])
-        load_state(net, state, path, name)
-        nets[name] = net
-    return nets
-
-
-class RunModels:
-    """The frozen networks of a run's finished stages, loaded from their snapshots onto ``device``."""
-
-    def __init__(self, run: RunDir, compat: dict, device: torch.device):
-        self.run, self.compat, self.device = run, compat, device
-
-    def stage(self, name: str, level: int, names=None) -> dict[str, nn.Module] | None:
-        """The networks of stage ``name`` (see :func:`load_snapshot`), or None when it has not finished."""
-        path = self.run.snapshot_path(name)
-        if not path.is_file():
-            return None
-        nets = load_snapshot(path, name, {**self.compat, "level": level}, names)
-        return {k: v.to(self.device).eval().requires_grad_(False) for k, v in nets.items()}
-
-    def inversion(self, level: int) -> InversionNet | None:
-        """I_level, or None when that stage has not finished."""
-        nets = self.stage(stage_name("invert", level), level, names=("I",))
-        return None if nets is None else nets["I"]
-
-    def cascade(self, final_level: int) -> CascadeModel:
-        """The trained cascade from level 5 down to ``final_level``."""
-        levels = {}
-        for level in range(5, final_level - 1, -1):
-            name = stage_name("deep" if level == 5 else "cascade", level)
-            nets = self.stage(name, level, names=("T_AB", "M_AB", "T_BA", "M_BA"))
-            if nets is None:
-                raise UserError(f"stage '{name}' has not finished in {self.run.path} (no "
-                                f"{self.run.snapshot_path(name)}); train it first (deepcascade train CONFIG "
-                                f"--stage {parse_stage_name(name)[0]})")
-            levels[level] = nets
-        deep = levels.pop(5)
-        return CascadeModel(deep, levels).to(self.device).eval()
-
-    def synthesis(self, domain: str, final_level: int) -> SynthesisModel:
-        """The trained deepVAE of ``domain`` ('a' or 'b') from level 5 down to ``final_level``."""
-        generators = {}
-        for level in range(5, final_level - 1, -1):
-            name = stage_name("synth", level, domain)
-            nets = self.stage(name, level, names=("G",))
-            if nets is None:
-                raise UserError(f"stage '{name}' has not finished in {self.run.path} (no "
-                                f"{self.run.snapshot_path(name)}); train it first (deepcascade train CONFIG "
-                                f"--stage synth --domain {domain})")
-            generators[level] = nets["G"]
-        decoder = generators.pop(5)
-        return SynthesisModel(decoder, generators).to(self.device).eval()
-
-
-@dataclass
-class TrainedRun:
-    """A run directory opened for inference: its config, frozen backbone, normalizer and trained networks."""
-
-    cfg: Config
-    run: RunDir
-    device: torch.device
-    backbone: Backbone
-    normalizer: Normalizer
-    models: RunModels
-
-    def synthesis_level(self, domain: str) -> int:
-        """The config's ``synth.final_level``, or the shallowest deepVAE level of ``domain`` finished above it."""
-        level = self.cfg.synth.final_level
-        while level < 5 and not self.run.finished(stage_name("synth", level, domain)):
-            level += 1
-        return level
-
-    def deepest_trained_level(self) -> int:
-        """The config's ``cascade.final_level``, or the shallowest cascade level that has finished above it."""
-        level = self.cfg.cascade.final_level
-        while level < 5 and not self.run.finished(stage_name("cascade", level)):
-            level += 1
-        return level
-
-
-def open_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
-    """Open a run directory trained by ``deepcascade train`` for inference."""
-    run = RunDir(run_dir)
-    cfg = run.stored_config()
-    if cfg is None:
-        raise UserError(f"{run_dir} is not a deepcascade run directory (no config.yaml)")
-    if not run.normalization_file.is_file():
-        raise UserError(f"{run_dir} has no normalization statistics ({run.normalization_file}); train it first")
-    dev = resolve_device(device)
-    backbone = backbone_from_config(cfg).to(dev)
-    normalizer = Normalizer.load(run.normalization_file).to(dev)
-    return TrainedRun(cfg, run, dev, backbone, normalizer, RunModels(run, run_compat(cfg, backbone), dev))

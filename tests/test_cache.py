@@ -1,5 +1,5 @@
 """Feature cache (features/cache.py), the training batch sources (features/batches.py) and the per-run set-up
-(features/setup.py) on tiny images."""
+(stages/run_features.py) on tiny images."""
 
 import json
 import logging
@@ -18,7 +18,7 @@ from deepcascade.features.batches import DomainFeatures
 from deepcascade.features.cache import FeatureCache, crop_consistency, crop_offsets
 from deepcascade.features.extract import FeatureSpec, extract
 from deepcascade.features.normalization import Normalizer, RunningStats
-from deepcascade.features.setup import prepare_domains
+from deepcascade.stages.run_features import prepare_domains
 from deepcascade.features.squares import load_square, mirror_window
 
 L, S = 48, 32  # load_size, image_size: offsets 0 or 16 on the 16-px grid

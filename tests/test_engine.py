@@ -422,7 +422,7 @@ def test_sigint_writes_checkpoint_and_resume_finishes(data, tmp_path):
 
 
 def test_second_process_on_same_run_dir_is_refused(data, tmp_path):
-    from deepcascade.engine.run import RunDir
+    from deepcascade.rundir import RunDir
 
     cfg = write_config(tmp_path / "cfg.yaml", data, engine={"checkpoint_every": 1000}, invert={"steps": 1000})
     run = tmp_path / "run"

@@ -145,7 +145,7 @@ def _open_own_run_dir(rank: int, port: int, tmp: str) -> None:
 
     import torch.distributed as dist
 
-    from deepcascade.engine.run import RunDir
+    from deepcascade.rundir import RunDir
     from deepcascade.errors import UserError
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepcascade.config import build_config
-from deepcascade.engine.run import parse_stage, parse_stage_name, stage_name
+from deepcascade.rundir import parse_stage, parse_stage_name, stage_name
 from deepcascade.errors import UserError
 from deepcascade.models import NETWORKS, synth_nets
 from deepcascade.networks import SynthesisModel, SynthGenerator, VAEDecoder, VAEEncoder, latent_grid

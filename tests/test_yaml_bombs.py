@@ -119,7 +119,7 @@ def test_malformed_files_are_one_line(tmp_path, text, said):
 
 
 def test_a_run_directory_config_names_the_file(tmp_path):
-    from deepcascade.engine.run import RunDir
+    from deepcascade.rundir import RunDir
 
     run = _poisoned_run(tmp_path / "run", "data: {image_size: seven}\n")
     with pytest.raises(UserError) as e:

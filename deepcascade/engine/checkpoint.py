@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..fileio import atomic_path, safe_torch_load
 from ..errors import UserError
 

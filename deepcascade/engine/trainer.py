@@ -24,7 +24,6 @@ from ..errors import Interrupted, NonFiniteLoss, TrainingStopped, UserError
 from . import checkpoint as ckpt_io
 from . import distributed, ema
 from .optim import fused_adam
-from .run import RunDir
 
 log = logging.getLogger("deepcascade")
 
@@ -162,7 +161,7 @@ def _restore(stage: Stage, ctx: TrainContext, state: dict, generator, path: Path
     return int(state["step"])
 
 
-def _find_resume(run: RunDir, stage: Stage, resume) -> tuple[Path, dict] | None:
+def _find_resume(run, stage: Stage, resume) -> tuple[Path, dict] | None:
     if isinstance(resume, (str, Path)) and resume not in ("", True):
         path = Path(resume)
         found = (path, ckpt_io.load_file(path))
@@ -175,9 +174,11 @@ def _find_resume(run: RunDir, stage: Stage, resume) -> tuple[Path, dict] | None:
     return found
 
 
-def train_stage(run: RunDir, stage: Stage, cfg, device: torch.device, resume=False) -> str:
+def train_stage(run, stage: Stage, cfg, device: torch.device, resume=False) -> str:
     """Train ``stage`` to ``stage.steps``; returns 'done', or 'skipped' when it had already finished.
 
+    ``run``: the opened run directory (a :class:`deepcascade.rundir.RunDir`; the engine uses its paths and
+    ``append_stats`` only, so it does not import the run-directory format).
     ``resume``: False (refuse if the stage has checkpoints), True (latest loadable checkpoint, if any), or
     a checkpoint path.
     """

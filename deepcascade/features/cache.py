@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..fileio import write_text
 from ..progress import progress as progress_bar
 from ..backbones.specs import LEVELS

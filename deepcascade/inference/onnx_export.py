@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from ..data.images import list_images, load_image
 from ..errors import UserError
 from ..fileio import atomic_path, check_output_location, write_text

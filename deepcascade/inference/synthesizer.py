@@ -14,14 +14,12 @@ from pathlib import Path
 
 import torch
 from ..data.transforms import to_pil
+from ..domains import parse_domain
 from ..errors import UserError
-from ..models import TrainedRun, open_run
+from ..rundir import TrainedRun, open_run
 from ..networks import SynthesisModel
 from ..outputs.grids import to_unit
 from ..precision import inference_autocast, resolve_precision, use_channels_last
-
-DOMAINS = ("a", "b")
-
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation between codes (rows of ``a`` and ``b``): Gaussian codes live near a sphere, and a
@@ -59,11 +57,9 @@ class Synthesizer:
     # ------------------------------------------------------------------------------------------ models
     def model(self, domain: str) -> SynthesisModel:
         """The deepVAE of ``domain`` ('a' or 'b'), as deep as it has been trained down to ``synth.final_level``."""
-        domain = str(domain).lower()
-        if domain not in DOMAINS:
-            raise UserError(f"domain must be 'a' or 'b', got {domain!r}")
+        domain = parse_domain(domain)
         if domain not in self._models:
-            model = self.trained.models.synthesis(domain, self.trained.synthesis_level(domain))
+            model = self.trained.models.hierarchy("synth", self.trained.synthesis_level(domain), domain)
             self._models[domain] = model.to(memory_format=torch.channels_last) if self.channels_last else model
         return self._models[domain]
 
@@ -146,4 +142,3 @@ class Synthesizer:
                 for l, z in codes.items()}
         images = self.decode(walk, domain, final_level)
         return images.view(rows, steps, *images.shape[1:])
-

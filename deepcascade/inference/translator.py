@@ -15,7 +15,7 @@ from PIL import Image
 from ..data.transforms import test_transform, to_pil
 from ..precision import inference_autocast, resolve_precision, use_channels_last
 from ..errors import UserError
-from ..models import TrainedRun, open_run
+from ..rundir import TrainedRun, open_run
 from ..outputs.grids import to_unit
 
 
@@ -48,7 +48,7 @@ class Translator:
         precision = resolve_precision(precision, trained.device)  # a bad value fails before any network loads
         if final_level is None:
             final_level = trained.deepest_trained_level()
-        cascade = trained.models.cascade(final_level)
+        cascade = trained.models.hierarchy("cascade", final_level)
         inversions = {l: inv for l in range(final_level, 6) if (inv := trained.models.inversion(l)) is not None}
         if final_level not in inversions:
             raise UserError(f"the inversion network of level {final_level} is not trained in {run_dir}; "

@@ -10,7 +10,7 @@
 Channel counts and strides are constructor arguments taken from the backbone, never VGG constants.
 """
 
-from .cascade import DIRECTIONS, AdaIN, AdaINPredictor, CascadeModel, CascadeTranslator, adain, predictor_convs
+from .cascade import AdaIN, AdaINPredictor, CascadeModel, CascadeTranslator, adain, predictor_convs
 from .deep import DeepTranslator, FeatureCritic, critic_sizes, group_count
 from .inversion import InversionNet, PatchDiscriminator
 from .vae import (SynthesisModel, SynthGenerator, VAEDecoder, VAEEncoder, critic_input, latent_grid,
@@ -20,7 +20,6 @@ __all__ = [
     "AdaIN",
     "AdaINPredictor",
     "CascadeModel",
-    "DIRECTIONS",
     "CascadeTranslator",
     "DeepTranslator",
     "FeatureCritic",

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from ..domains import NETWORK_DIRECTIONS
+
 NEGATIVE_SLOPE = 0.2
 ADAIN_EPS = 1e-5
 
@@ -167,15 +169,12 @@ class AdaINPredictor(nn.Module):
         return self.head(self.pool(self.features(features)).flatten(1))
 
 
-DIRECTIONS = {"a2b": "AB", "b2a": "BA"}
-
-
 class CascadeModel(nn.Module):
     """Level-5 translators plus the (T^l, M^l) pairs of the levels trained so far, both directions."""
 
     def __init__(self, deep: dict, levels: dict[int, dict]):
         super().__init__()
-        self.deep = nn.ModuleDict({d: deep[f"T_{d}"] for d in ("AB", "BA")})
+        self.deep = nn.ModuleDict({d: deep[f"T_{d}"] for d in NETWORK_DIRECTIONS.values()})
         self.levels = nn.ModuleDict({
             str(l): nn.ModuleDict({k: v for k, v in nets.items() if k[0] in "TM"}) for l, nets in levels.items()})
 
@@ -191,8 +190,8 @@ class CascadeModel(nn.Module):
 
         ``features`` holds the source's normalized features of levels final_level..5.
         """
-        d = DIRECTIONS.get(direction, direction)
-        if d not in ("AB", "BA"):
+        d = NETWORK_DIRECTIONS.get(direction, direction)
+        if d not in NETWORK_DIRECTIONS.values():
             raise ValueError(f"direction must be 'a2b' or 'b2a', got {direction!r}")
         final = self.final_level if final_level is None else final_level
         if final < self.final_level:

@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-from ..engine.run import stage_name
+from ..rundir import stage_name
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
 from ..losses import cycle_loss, identity_loss, layout_loss, wgan_critic_loss, wgan_generator_loss
 from ..models import deep_nets

@@ -12,8 +12,7 @@ import torch
 from ..backbones import Backbone, backbone_from_config
 from ..config import Config
 from ..engine import distributed
-from ..engine.run import RunDir
-from ..models import RunModels, run_compat
+from ..rundir import RunDir, RunModels, run_compat
 from ..device import resolve_device
 
 log = logging.getLogger("deepcascade")
@@ -48,7 +47,7 @@ class Experiment:
 
 def setup_experiment(cfg: Config, run: RunDir) -> Experiment:
     """Device, backbone, normalization statistics and feature caches (built on first use)."""
-    from ..features.setup import prepare_domains
+    from .run_features import prepare_domains
 
     device = resolve_device(cfg.engine.device)
     distributed.init_from_env(device.type)

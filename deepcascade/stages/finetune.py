@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from ..backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from ..backbones.vgg19 import CONV5_INDICES, VGG19Classifier, load_classifier
 from ..backbones.weights import sha256_of
@@ -38,7 +38,7 @@ from ..data.images import scan_images
 from ..device import resolve_device
 from ..engine import distributed
 from ..engine.checkpoint import atomic_save
-from ..engine.run import RunDir
+from ..rundir import RunDir
 from ..engine.trainer import Stage, per_rank_batch, stage_seed, train_stage
 from ..errors import UserError
 from ..features.squares import file_list_hash, load_square, mirror_window

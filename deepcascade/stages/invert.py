@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..engine.run import stage_name
+from ..rundir import stage_name
 from ..engine.trainer import Stage, per_rank_batch
 from ..losses import gradient_l1, lsgan_d_loss, lsgan_g_loss
 from ..models import inversion_nets

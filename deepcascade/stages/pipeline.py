@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..config import Config, to_commented_yaml
 from ..engine import distributed
-from ..engine.run import DOMAINS, RunDir, stage_name
+from ..domains import DOMAINS
+from ..rundir import RunDir, stage_name
 from ..device import resolve_device
 from ..engine.trainer import stage_seed, train_stage
 from ..errors import UserError

@@ -1,7 +1,7 @@
 """The stage registry: every kind of training stage, the class that trains it and the levels it trains.
 
 ``train --stage KIND [--level L] [--domain D]`` and ``--stage all`` read this table; stage names (``invert5``,
-``deep``, ``cascade4``, ``synth_a5``) are built and parsed only by :func:`deepcascade.engine.run.stage_name` /
+``deep``, ``cascade4``, ``synth_a5``) are built and parsed only by :func:`deepcascade.rundir.stage_name` /
 ``parse_stage``. Add a stage kind by adding an entry.
 """
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.run import stage_name
+from ..domains import DOMAINS
+from ..rundir import stage_name
 from ..engine.trainer import Stage, TrainContext, per_rank_batch
 from ..errors import UserError
 from ..losses import vae_loss, wgan_critic_loss, wgan_generator_loss
@@ -75,7 +76,7 @@ class _SynthStage(Stage):
     """What both deepVAE stages share: the domain's batches and the preview of features as images."""
 
     def __init__(self, exp: Experiment, level: int, domain: str):
-        if domain not in ("a", "b"):
+        if domain not in DOMAINS:
             raise UserError(f"--domain must be 'a' or 'b', got {domain!r}")
         c = exp.cfg.synth
         self.exp, self.c, self.level, self.domain = exp, c, level, domain

@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from ...domains import FOLDER_DOMAINS
 from ...errors import UserError
 from ...fileio import atomic_path, check_output_location, folder_lock, write_text
 
@@ -35,12 +36,12 @@ log = logging.getLogger("deepcascade")
 MARKER = "prepare.json"
 MANIFEST = "manifest.jsonl"
 FORMAT = 1
-FOLDERS = ("trainA", "trainB", "testA", "testB")
+FOLDERS = tuple(f"{split}{d}" for split in ("train", "test") for d in FOLDER_DOMAINS)
 
 
 def folder_of(split: str, domain: str) -> str:
     """``("train", "A") -> "trainA"``."""
-    if split not in ("train", "test") or domain not in ("A", "B"):
+    if split not in ("train", "test") or domain not in FOLDER_DOMAINS:
         raise ValueError(f"bad split/domain {split!r}/{domain!r}")
     return f"{split}{domain}"
 
@@ -156,7 +157,7 @@ class PreparedOutput:
             self._write_marker({"complete": False})
 
     def _write_marker(self, fields: dict) -> None:
-        from ... import __version__
+        from ...version import __version__
 
         meta = {"format": FORMAT, "kind": self.kind, "deepcascade_version": __version__,
                 "options": self.options, **fields}

@@ -1,8 +1,9 @@
-"""A run directory: one experiment, all of its stages.
+"""A run directory's layout and its stage names: one experiment, all of its stages.
 
 Layout: ``config.yaml`` (the resolved config), ``log.txt``, ``stats.jsonl`` (one JSON object per logged
 step), ``samples/``, ``checkpoints/`` (full training state), ``models/`` (inference snapshots of finished
-stages), ``normalization.safetensors`` and ``cache/``. A lock file keeps a second training process out.
+stages, see :mod:`deepcascade.rundir.snapshots`), ``normalization.safetensors`` and ``cache/``. A lock file
+keeps a second training process out.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from ..fileio import folder_lock, write_text
-from ..config import Config, config_from_dict
+from ..config import Config, config_from_file
+from ..domains import DOMAINS
+from ..engine import distributed
 from ..errors import UserError
-from . import distributed
+from ..fileio import folder_lock, write_text
 
 log = logging.getLogger("deepcascade")
 
@@ -29,7 +31,6 @@ log = logging.getLogger("deepcascade")
 _UNLEVELLED = {"deep": 5}
 #: Stage kinds trained once per domain: their names carry the domain before the level (``synth_a5``).
 _PER_DOMAIN = {"synth"}
-DOMAINS = ("a", "b")
 _STAGE_NAME = re.compile(r"^(?P<kind>[a-z]+?)(?:_(?P<domain>[ab]))?(?P<level>[1-5])?$")
 
 
@@ -98,7 +99,7 @@ class RunDir:
     def stored_config(self) -> Config | None:
         if not self.config_file.is_file():
             return None
-        return config_from_dict(yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {})
+        return config_from_file(self.config_file)
 
     def write_config(self, cfg: Config) -> None:
         write_text(self.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -16,13 +16,13 @@ import torch
 
 from ..data.images import scan_images
 from ..engine import distributed
-from ..engine.run import RunDir
 from ..errors import UserError
-from .batches import DomainFeatures
-from .cache import FeatureCache, crop_features, crop_offsets
-from .extract import FeatureSpec
-from .normalization import Normalizer, RunningStats
-from .squares import file_list_hash, iter_squares
+from ..features.batches import DomainFeatures
+from ..features.cache import FeatureCache, crop_features, crop_offsets
+from ..features.extract import FeatureSpec
+from ..features.normalization import Normalizer, RunningStats
+from ..features.squares import file_list_hash, iter_squares
+from ..rundir import RunDir
 
 log = logging.getLogger("deepcascade")
 
