@@ -322,3 +322,55 @@ def test_evaluate_reads_only_the_translations_of_a_translate_folder(data, tmp_pa
     assert fakes_scored("ev") == 2
     (out / "index.html").unlink()
     assert fakes_scored("ev_plain") == 5
+
+
+# ----------------------------------------------------------------------------------------------- streaming
+def test_synthesize_streams_samples_in_batches_with_a_bounded_grid_and_page(trained, tmp_path, monkeypatch):
+    """Memory depends on --batch-size, not --n: codes are drawn and decoded one batch at a time, and the grid and
+    the page show a bounded number of samples; the manifest still names every sample."""
+    from deepcascade.inference import synthesize_folder as sf
+    from deepcascade.inference.synthesizer import Synthesizer
+
+    monkeypatch.setattr(sf, "GRID_SAMPLES", 4)
+    monkeypatch.setattr(sf, "PAGE_SAMPLES", 5)
+    decoded = []
+    decode = Synthesizer.decode
+
+    def counting_decode(self, codes, *a, **k):
+        decoded.append(next(iter(codes.values())).shape[0])
+        return decode(self, codes, *a, **k)
+
+    monkeypatch.setattr(Synthesizer, "decode", counting_decode)
+    n = 7
+    outs = {}
+    for batch in (3, n):
+        out = tmp_path / f"b{batch}"
+        decoded.clear()
+        rc, stdout, err = main_inprocess("synthesize", "--run", str(trained), "--domain", "a", "--n", str(n),
+                                         "--out", str(out), "--batch-size", str(batch), "--save-levels",
+                                         "--device", "cpu")
+        assert rc == 0, err[-3000:]
+        assert decoded == ([3, 3, 1] if batch == 3 else [n])
+        outs[batch] = out
+    out = outs[3]
+    assert sorted(p.name for p in out.glob("sample_*.png")) == [f"sample_{i:04d}.png" for i in range(n)]
+    assert len(list((out / "_levels").glob("*.png"))) == n
+    assert json.loads((out / "synthesis.json").read_text())["samples"] == [f"sample_{i:04d}.png" for i in range(n)]
+    assert Image.open(out / "grid.png").size == (2 * (SIZE + 2) + 2, 2 * (SIZE + 2) + 2)  # 4 samples, 2 x 2
+    page = (out / "index.html").read_text()
+    assert "sample_0004.png" in page and "sample_0005.png" not in page and f"all {n} are in this folder" in page
+    # sample i's codes are the i-th draw whatever the batching: the same images up to rounding
+    for i in range(n):
+        a, b = (np.asarray(Image.open(o / f"sample_{i:04d}.png"), dtype=np.int16) for o in (outs[3], outs[n]))
+        assert np.abs(a - b).max() <= 2, i
+
+
+def test_synthesizer_code_batches_are_the_codes_in_order(trained):
+    from deepcascade import Synthesizer
+
+    s = Synthesizer.from_run(trained, device="cpu")
+    whole = s.codes(5, "a", seed=3)
+    parts = list(s.code_batches(5, "a", seed=3, batch_size=2))
+    assert [next(iter(p.values())).shape[0] for p in parts] == [2, 2, 1]
+    for level, z in whole.items():
+        assert torch.equal(torch.cat([p[level] for p in parts]), z)

@@ -1,8 +1,9 @@
 """``deepcascade synthesize``: new images of one domain from a run's deepVAE; writes a grid and an HTML page.
 
-Layout of ``--out``: ``sample_0000.png`` ... (one per image), ``grid.png`` (all of them), ``_levels/`` the
+Layout of ``--out``: ``sample_0000.png`` ... (one per image), ``grid.png`` (the first 64), ``_levels/`` the
 per-level strips I_5 | I_4 | I_3 with ``--save-levels``, ``interpolation.png`` with ``--interpolate``,
-``index.html``. The same ``--seed`` writes the same files.
+``index.html`` (the first 64 samples), ``synthesis.json`` (every sample's name). The same ``--seed`` writes the
+same files. Samples are written ``--batch-size`` at a time: memory does not grow with ``--n``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ HELP = "synthesize new images of one domain with a run's deepVAE (train --stage 
 def add_arguments(p):
     p.add_argument("--run", required=True, help="run directory trained by `deepcascade train --stage synth`")
     p.add_argument("--domain", required=True, choices=["a", "b"], help="which domain's deepVAE to sample")
-    p.add_argument("--n", type=int, default=64, help="number of images")
+    p.add_argument("--n", type=int, default=64,
+                   help="number of images (written batch by batch; the grid and the page show the first 64)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent codes: the same seed, the same images")
     p.add_argument("--temperature", type=float, default=1.0,
@@ -27,8 +29,8 @@ def add_arguments(p):
     p.add_argument("--save-levels", action="store_true",
                    help="also write a strip per image: I_5(level 5) | I_4(level 4) | I_3(level 3)")
     p.add_argument("--interpolate", type=int, nargs="?", const=8, default=0, metavar="STEPS",
-                   help="also write interpolation.png: 4 rows, each walking in STEPS (default 8) steps between "
-                        "the latent codes of two samples")
+                   help="also write interpolation.png: 4 rows, each walking in STEPS (2 to 64, default 8) steps "
+                        "between the latent codes of two samples")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)

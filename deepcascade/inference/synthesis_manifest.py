@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
-from ..fileio import write_text
+from ..fileio import atomic_path
 from ..outputs.html import is_our_page
 
 #: the manifest's file name inside a synthesize output folder
@@ -29,11 +30,19 @@ def sample_name(i: int) -> str:
     return f"sample_{i:04d}.png"
 
 
-def write_manifest(folder: str | Path, samples: list[str], **info) -> Path:
+def write_manifest(folder: str | Path, samples: Iterable[str], **info) -> Path:
     """Write ``folder/synthesis.json`` listing ``samples`` (file names in ``folder``) and ``info`` (plain
-    values: run, domain, seed, ...), atomically."""
+    values: run, domain, seed, ...), atomically. ``samples`` may be an iterator: the list is written name by
+    name (the bytes of ``json.dumps(..., indent=1)``), never held whole in memory."""
     path = Path(folder) / MANIFEST
-    write_text(path, json.dumps({"kind": KIND, **info, "samples": list(samples)}, indent=1) + "\n")
+    head = json.dumps({"kind": KIND, **info}, indent=1)[:-2]  # without the closing "\n}"
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(head + ',\n "samples": [')
+        empty = True
+        for name in samples:
+            f.write(("\n  " if empty else ",\n  ") + json.dumps(name))
+            empty = False
+        f.write("]\n}\n" if empty else "\n ]\n}\n")
     return path
 
 

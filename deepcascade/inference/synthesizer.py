@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from ..data.transforms import to_pil
@@ -76,15 +77,23 @@ class Synthesizer:
     def codes(self, n: int, domain: str = "a", seed: int = 0, temperature: float = 1.0) -> dict[int, torch.Tensor]:
         """{level: (n, nz_level)} prior codes on the device: sample i's codes are the i-th draw of the seeded
         generator, times ``temperature`` (< 1 trades variety for typical samples)."""
+        return next(self.code_batches(n, domain, seed, temperature, batch_size=n))
+
+    def code_batches(self, n: int, domain: str = "a", seed: int = 0, temperature: float = 1.0,
+                     batch_size: int = 16) -> Iterator[dict[int, torch.Tensor]]:
+        """The codes of :meth:`codes` (the same values) in consecutive batches of at most ``batch_size``
+        samples, drawn as they are asked for: memory holds one batch, whatever ``n``."""
         if n < 1:
             raise UserError(f"the number of samples must be >= 1, got {n}")
         if not (temperature > 0 and math.isfinite(temperature)):
             raise UserError(f"temperature must be a positive number, got {temperature}")
         sizes = self.model(domain).code_sizes
         g = torch.Generator().manual_seed(int(seed))
-        flat = torch.stack([torch.randn(sum(sizes.values()), generator=g) for _ in range(n)]) * temperature
-        parts = flat.split(list(sizes.values()), dim=1)
-        return {level: part.to(self.device) for level, part in zip(sizes, parts)}
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            flat = torch.stack([torch.randn(sum(sizes.values()), generator=g) for _ in range(count)]) * temperature
+            parts = flat.split(list(sizes.values()), dim=1)
+            yield {level: part.to(self.device) for level, part in zip(sizes, parts)}
 
     # ------------------------------------------------------------------------------------------ decoding
     @torch.no_grad()
@@ -142,3 +151,4 @@ class Synthesizer:
                 for l, z in codes.items()}
         images = self.decode(walk, domain, final_level)
         return images.view(rows, steps, *images.shape[1:])
+
