@@ -246,6 +246,30 @@ def test_background_ignores_a_translated_object_that_covers_part_of_it():
     assert out["background_colour_error_chance"] == pytest.approx(0.5, abs=1 / 255)
 
 
+@pytest.mark.parametrize("pair", ["mugs-bottles", "discs-stars"])
+def test_layout_and_background_on_a_held_out_pair(pair, tmp_path):
+    """Each pair's own masks and silhouette estimate: untranslated copies sit exactly at the floor of every
+    figure, and far from a random target image."""
+    import shutil
+
+    from deepcascade.evaluation.entry_points import evaluate_folders
+    from deepcascade.evaluation.plan import Options
+
+    d = tmp_path / "d"
+    synthetic.write_dataset(d, n=2, size=64, seed=1, n_test=6, progress=False, pair=pair)
+    fake = tmp_path / "fake"
+    shutil.copytree(d / "testA", fake)
+    m = evaluate_folders(str(fake), str(d / "testB"), tmp_path / "out", str(d / "testA"),
+                         opts=Options(metrics=("layout", "appearance"), device="cpu", cache=False))
+    lay, app_ = m["a2b"]["layout"], m["a2b"]["appearance"]
+    assert lay["pair"] == pair and lay["images"] == 6
+    assert lay["ground_shift"] == lay["ground_shift_floor"] and lay["centre_shift"] == lay["centre_shift_floor"]
+    assert lay["ground_shift_chance"] > lay["ground_shift_floor"] and lay["ground_shift_progress"] == 1.0
+    assert lay["silhouette_target_share"] == lay["silhouette_target_share_sources"] < 0.5  # still domain A
+    assert app_["background_images"] == 6 and app_["background_colour_error"] == 0.0
+    assert app_["background_colour_error_chance"] > 0.05  # random colours: another image's background differs
+
+
 # ---- classifier -----------------------------------------------------------------------------------------------
 
 def test_classifier_choice_is_independent_of_the_run_backbone():

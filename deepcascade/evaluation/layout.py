@@ -2,8 +2,8 @@
 
 A translation should change the object's shape and keep where it stands. For each source the generator gives
 the true silhouette (the pair's ``render_with_mask`` of the same domain, index and seed, named by the data set's
-``synthetic.json``); the translation's silhouette is estimated from its pixels (``silhouette_estimator``: the
-animals are textured on smooth backgrounds, the object pairs keep the image's outer frame free of the object).
+``synthetic.json``); the translation's silhouette is estimated from its pixels (the pair's ``estimate_mask``:
+the animals are textured on smooth backgrounds, the object pairs keep the image's outer frame free of the object).
 Both are reduced to the same box: the 1st-99th percentile range of the mask's rows and columns. Reported, as
 fractions of the image side:
 
@@ -54,15 +54,6 @@ def generator_mask(domain: str, index: int, meta: dict, size: int) -> np.ndarray
         img = Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.BOX)
         mask = np.asarray(img) >= 128
     return mask
-
-
-def silhouette_estimator(meta: dict):
-    """``image -> bool mask``: the object's silhouette estimated from an image of the pair alone."""
-    if meta.get("pair", synthetic.DEFAULT_PAIR) == "animals":
-        return synthetic.textured_pixels  # textured animals on smooth backgrounds
-    from ..data.synthetic.measures import object_pixels  # objects inside a frame of background
-
-    return object_pixels
 
 
 def synthetic_problem(meta: dict) -> str | None:
@@ -152,10 +143,10 @@ def layout_measure(source_names: list[str], source_pixels, fake_pixels, meta: di
     translation (PIL or array, size x size); ``target_pixels(j)`` the j-th of ``n_targets`` real target images
     (the chance level; none without them). Images are read one at a time.
     """
-    pair, estimate = pair_of(meta), silhouette_estimator(meta)
+    pair = pair_of(meta)
 
     def box(img):
-        return silhouette_box(estimate(img))
+        return silhouette_box(pair.estimate_mask(img))
 
     true_boxes, src_est, fake_est, fake_hits, src_hits = [], [], [], [], []
     for i, name in enumerate(source_names):
