@@ -1,0 +1,37 @@
+"""``deepcascade serve``: a local web page (gradio) to translate images with a run and sample its deepVAEs.
+
+Listens on 127.0.0.1 unless ``--host`` says otherwise; requests queue, ``--concurrency`` at a time. Nothing is
+written into the run directory. Needs ``pip install 'deepcascade[serve]'``. docs/deployment.md shows the page.
+"""
+
+from __future__ import annotations
+
+HELP = "a local web page to translate images with a run (gradio; 127.0.0.1 by default)"
+
+
+def add_arguments(p):
+    p.add_argument("--run", required=True, help="run directory trained by `deepcascade train`")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0: every network interface, with no login)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on")
+    p.add_argument("--concurrency", type=int, default=1, help="requests computed at a time (others queue)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def run(args) -> int:
+    from ..apps.web import build_app, import_gradio, launch, ServeSession
+    from ..errors import UserError
+
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port must be 1..65535, got {args.port}")
+    if args.concurrency < 1:
+        raise UserError(f"--concurrency must be >= 1, got {args.concurrency}")
+    import_gradio()  # a missing extra is named before the run's networks load
+    app = build_app(ServeSession(args.run, device=args.device), concurrency=args.concurrency)
+    url = launch(app, args.host, args.port)
+    print(f"serving {args.run} at {url} (Ctrl-C to stop)", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+    return 0
