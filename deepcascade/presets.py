@@ -128,7 +128,8 @@ PRESETS: dict[str, dict] = {
     "cpu-fast": _cpu_preset("cpu-fast", 64, invert=(300, 600), deep=700, cascade=200, synth=(200, 50)),
     "cpu-quality": _cpu_preset("cpu-quality", 96, invert=(300, 800), deep=1000, cascade=300, synth=(600, 200)),
     # Not an experiment of the paper: the deepVAE's measured recipe on the built-in synthetic domains
-    # (docs/measurements.md, "deepVAE on the synthetic domains"), sized for about an hour of one CPU core.
+    # (docs/measurements.md, "Synthesis (deepVAE) on the built-in synthetic domains"), sized for about an hour of
+    # one CPU core.
     "synthetic-synth": {
         "name": "synthetic-synth",
         "data": {"root": "data/synthetic", "image_size": 64, "load_size": 64},
