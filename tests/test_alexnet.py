@@ -201,7 +201,7 @@ def test_features_command_with_alexnet(reference, tmp_path):
     from deepcascade.data import transforms
     from deepcascade.data.images import load_image
 
-    ref = _reference_features(net, transforms.test_transform(load_image(tmp_path / "imgs" / "a.png"), 48)[None],
+    ref = _reference_features(net, transforms.center_square(load_image(tmp_path / "imgs" / "a.png"), 48)[None],
                               False)
     with safe_open(str(out), framework="pt") as f:
         assert f.metadata()["backbone"] == "alexnet"

@@ -1,5 +1,5 @@
-"""Feature cache (features/cache.py), the training batch sources (features/batches.py) and the per-run set-up
-(stages/run_features.py) on tiny images."""
+"""Feature cache (features/cache.py), the training batch sources (features/domain_features.py) and the
+per-run set-up (stages/run_features.py) on tiny images."""
 
 import json
 import logging
@@ -14,7 +14,7 @@ from deepcascade.config import build_config
 from deepcascade.data.images import load_image
 from deepcascade.data import transforms
 from deepcascade.errors import UserError
-from deepcascade.features.batches import DomainFeatures
+from deepcascade.features.domain_features import DomainFeatures
 from deepcascade.features.cache import FeatureCache, crop_consistency, crop_offsets
 from deepcascade.features.extract import FeatureSpec, extract
 from deepcascade.features.normalization import Normalizer, RunningStats
@@ -76,7 +76,7 @@ def test_cache_holds_the_exact_features_of_each_crop(tmp_path, backbone, files):
     out = cache.read(idx, flips, chosen)
     for j, (i, flip, k) in enumerate(cases):
         oy, ox = chosen[j]
-        square = transforms.test_transform(load_image(files[i], max_side=L), L)  # the documented geometry
+        square = transforms.center_square(load_image(files[i], max_side=L), L)  # the documented geometry
         mirrored = square.flip(-1) if flip else square
         crop = mirrored[:, oy:oy + S, ox:ox + S]
         torch.testing.assert_close(out["image"][j], crop, rtol=0, atol=1e-6)
@@ -265,7 +265,7 @@ def test_domain_features_sharding_and_fixed(tmp_path, backbone, files):
     g = torch.Generator().manual_seed(0)
     assert set(shards[0].draw(50, g)[0]) <= {0, 2, 4} and set(shards[1].draw(50, g)[0]) <= {1, 3}
     fx = shards[1].fixed(3)
-    ref = torch.stack([transforms.test_transform(load_image(f), S) for f in files[:3]])
+    ref = torch.stack([transforms.center_square(load_image(f), S) for f in files[:3]])
     torch.testing.assert_close(fx["image"], ref)
     torch.testing.assert_close(fx[5], extract(backbone, ref, [5])[5])
     assert len(shards[0]) == 5

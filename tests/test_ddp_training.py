@@ -35,7 +35,7 @@ def worker(cfg_path: str, run_dir: str, out: str) -> None:
 
     from deepcascade.cli import setup_logging
     from deepcascade.config import build_config
-    from deepcascade.features.batches import DomainFeatures
+    from deepcascade.features.domain_features import DomainFeatures
     from deepcascade.stages import invert
     from deepcascade.stages.pipeline import run_training
 

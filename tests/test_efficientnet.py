@@ -27,7 +27,7 @@ STRIDES = {1: 2, 2: 4, 3: 8, 4: 16, 5: 32}
 
 @pytest.fixture(scope="module")
 def cat224():
-    return transforms.test_transform(Image.fromarray(skdata.chelsea()), 224)[None]  # shorter side 224, centre crop
+    return transforms.center_square(Image.fromarray(skdata.chelsea()), 224)[None]  # shorter side 224, centre crop
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_classifies_the_cat(classifier, cat224):
 def test_lite_normalization_matches_the_stem_batchnorm_statistics(classifier):
     """The stored stem BN running variance fits (255x-127)/128 inputs, not ImageNet mean/std inputs."""
     names = ["chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry"]
-    x = torch.stack([transforms.test_transform(Image.fromarray(getattr(skdata, n)()), 224) for n in names])
+    x = torch.stack([transforms.center_square(Image.fromarray(getattr(skdata, n)()), 224) for n in names])
     imagenet = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
         [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     bn = classifier._bn0

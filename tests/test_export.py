@@ -73,10 +73,10 @@ def test_fixed_adaptive_pool_matches_torch(size):
 
 
 def test_fit_is_the_runs_test_transform():
-    from deepcascade.data.transforms import test_transform, to_pil
+    from deepcascade.data.transforms import center_square, to_pil
 
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8))
-    assert np.array_equal(np.asarray(fit(img, 32)), np.asarray(to_pil(test_transform(img, 32))))
+    assert np.array_equal(np.asarray(fit(img, 32)), np.asarray(to_pil(center_square(img, 32))))
 
 
 def test_export_round_trip_matches_translator(level4_run, exported):

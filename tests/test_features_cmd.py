@@ -83,7 +83,7 @@ def test_features_command_matches_torchvision(tmp_path, reference, relu, capsys,
         assert meta["backbone"] == "vgg19" and len(meta["weights_sha256"]) == 64
         got = {k: f.get_tensor(k) for k in keys}
     for n in names:
-        x = transforms.test_transform(load_image(tmp_path / "imgs" / n), 32)[None]
+        x = transforms.center_square(load_image(tmp_path / "imgs" / n), 32)[None]
         ref = _reference_features(net, x, relu)
         for l in CONV_INDEX:
             g = got[f"{n}/level{l}"]

@@ -72,13 +72,13 @@ def reconstruction_l1(run: Path, data: Path, state_dict: dict) -> float:
     """Mean |I_3(n(f_3(x))) - x| (images in [-1, 1]) over the 8 training images, with the run's statistics."""
     from deepcascade.backbones import build_backbone
     from deepcascade.data.images import load_image
-    from deepcascade.data.transforms import test_transform
+    from deepcascade.data.transforms import center_square
     from deepcascade.features.normalization import Normalizer
     from deepcascade.networks.inversion import InversionNet
 
     files = sorted((data / "trainA").glob("*.png")) + sorted((data / "trainB").glob("*.png"))
     assert len(files) == 8
-    x = torch.stack([test_transform(load_image(f), 64) for f in files])
+    x = torch.stack([center_square(load_image(f), 64) for f in files])
     backbone = build_backbone("vgg19", "random", seed=0).eval()
     normalizer = Normalizer.load(run / "normalization.safetensors")
     net = InversionNet(256, 4)

@@ -34,7 +34,7 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr, mode="RGB")
 
 
-def test_transform(img: Image.Image, image_size: int) -> torch.Tensor:
+def center_square(img: Image.Image, image_size: int) -> torch.Tensor:
     """Resize the shorter side to ``image_size`` and centre-crop a square: the whole object, no randomness.
 
     An ``image_size`` x ``image_size`` input passes through unchanged.

@@ -4,7 +4,7 @@ Layout of a cache folder::
 
     meta.json                                     what was computed and with what; "complete": true is written last
     images.npy   uint8   (n, 3, L, L)             the L-square of every image (shorter side -> L, centre crop L:
-                                                  the geometry of ``data.transforms.test_transform``)
+                                                  the geometry of ``data.transforms.center_square``)
     offsets.npy  int32   (n, K, 2)                the (oy, ox) pixel offsets of each image's K training crops
     level<l>.npy float16 (n, K, 2, C_l, h_l, h_l) backbone features of crop k ([:, k, 0]) and of its mirror
                                                   ([:, k, 1]); h_l = image_size // stride_l - trim_l

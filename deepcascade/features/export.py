@@ -1,10 +1,11 @@
 """Raw backbone features of a folder of images, streamed to one .safetensors file (``deepcascade features``).
 
-Each image is resized (shorter side -> image_size, bicubic) and centre-cropped (the test transform), then the
-backbone gives its levels, raw (not normalized). One tensor (C, H, W) per image and level, named
-``<path relative to the folder, with '/'>/level<l>``; the metadata field ``layers`` names each level in the
-network (``conv_5_1``). Written tensor by tensor, so memory stays bounded for any number of images
-(safetensors' own ``save_file`` needs every tensor in memory at once), and renamed into place when complete.
+Each image is resized (shorter side -> image_size, bicubic) and centre-cropped
+(``data.transforms.center_square``), then the backbone gives its levels, raw (not normalized). One tensor
+(C, H, W) per image and level, named ``<path relative to the folder, with '/'>/level<l>``; the metadata field
+``layers`` names each level in the network (``conv_5_1``). Written tensor by tensor, so memory stays bounded
+for any number of images (safetensors' own ``save_file`` needs every tensor in memory at once), and renamed
+into place when complete.
 """
 
 from __future__ import annotations
@@ -71,10 +72,10 @@ class SafetensorsStreamWriter:
 
 def _load(path: Path, size: int):
     from ..data.images import load_image
-    from ..data.transforms import test_transform
+    from ..data.transforms import center_square
 
     try:
-        return test_transform(load_image(path), size)
+        return center_square(load_image(path), size)
     except Exception as e:  # changed since it was scanned
         raise UserError(f"cannot read image {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
 

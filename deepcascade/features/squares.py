@@ -33,7 +33,7 @@ def file_list_hash(files: Sequence[Path]) -> str:
 
 
 def load_square(path: str | Path, load_size: int) -> np.ndarray:
-    """Decode ``path`` to its uint8 (3, L, L) square: shorter side -> L, centre crop (as ``test_transform``)."""
+    """Decode ``path`` to its uint8 (3, L, L) square: shorter side -> L, centre crop (as ``center_square``)."""
     try:
         img = load_image(path, max_side=load_size)
     except Exception as e:  # the file changed or vanished since it was scanned

@@ -54,7 +54,7 @@ def providers(device: str = "auto") -> list[str]:
 
 def fit(image: Image.Image, size: int) -> Image.Image:
     """RGB, shorter side scaled to ``size`` (bicubic) and centre-cropped to a square: the run's test transform
-    (``deepcascade.data.transforms.test_transform``, which needs torch), in Pillow alone."""
+    (``deepcascade.data.transforms.center_square``, which needs torch), in Pillow alone."""
     image = image.convert("RGB")
     w, h = image.size
     if min(w, h) != size:

@@ -10,7 +10,7 @@ from ..progress import progress
 
 from ..data.images import (IMAGE_EXTENSIONS, failure_reason, list_images, list_other_files, list_unreadable_entries,
                            load_image)
-from ..data.transforms import test_transform, to_pil
+from ..data.transforms import center_square, to_pil
 from ..errors import UserError
 from ..fileio import check_output_location, folder_lock
 from ..outputs.html import is_our_page, write_index
@@ -186,7 +186,7 @@ class OnnxEngine:
         return engine
 
     def preprocess(self, image) -> torch.Tensor:
-        return test_transform(image, self.image_size)
+        return center_square(image, self.image_size)
 
     def translate_tensor(self, x: torch.Tensor, direction: str, final_level=None, return_levels=False):
         pixels = (x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()

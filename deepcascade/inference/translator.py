@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data.transforms import test_transform, to_pil
+from ..data.transforms import center_square, to_pil
 from ..precision import inference_autocast, resolve_precision, use_channels_last
 from ..errors import UserError
 from ..rundir import TrainedRun, open_run
@@ -65,8 +65,8 @@ class Translator:
         return self.cascade.final_level
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """The test transform: shorter side to ``image_size``, centre crop; (3, S, S) in [0, 1]."""
-        return test_transform(image, self.image_size)
+        """The run's centre square: shorter side to ``image_size``, centre crop; (3, S, S) in [0, 1]."""
+        return center_square(image, self.image_size)
 
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor, direction: str = "a2b", final_level: int | None = None,

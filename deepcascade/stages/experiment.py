@@ -31,7 +31,7 @@ class Experiment:
     device: torch.device
     backbone: Backbone
     normalizer: object  # deepcascade.features.normalization.Normalizer
-    domain_a: object  # deepcascade.features.batches.DomainFeatures
+    domain_a: object  # deepcascade.features.domain_features.DomainFeatures
     domain_b: object
 
     @property

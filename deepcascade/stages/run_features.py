@@ -17,7 +17,7 @@ import torch
 from ..data.images import scan_images
 from ..engine import distributed
 from ..errors import UserError
-from ..features.batches import DomainFeatures
+from ..features.domain_features import DomainFeatures
 from ..features.cache import FeatureCache, crop_features, crop_offsets
 from ..features.extract import FeatureSpec
 from ..features.normalization import Normalizer, RunningStats
@@ -124,8 +124,8 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
 
     ``levels``: every level the whole pipeline will use (default :func:`pipeline_levels`); ``cache.levels`` are
     added. Statistics cover the training images of both domains (both mirrors), come from the cache-building
-    pass, and are stored in the run directory (``run``: a RunDir or its path); an existing file for the same backbone, data
-    and levels is reused, unless a cache has to be rebuilt. Only rank 0 computes; other ranks wait at a
+    pass, and are stored in the run directory (``run``: a RunDir or its path); an existing file for the same
+    backbone, data and levels is reused, unless a cache has to be rebuilt. Only rank 0 computes; other ranks wait at a
     ``torch.distributed`` barrier (when initialized) and then open what rank 0 wrote.
     """
     run = run if isinstance(run, RunDir) else RunDir(run)

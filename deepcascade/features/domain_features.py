@@ -19,7 +19,7 @@ import torch
 
 from ..backbones.specs import LEVELS
 from ..data.images import load_image
-from ..data.transforms import test_transform
+from ..data.transforms import center_square
 from ..errors import UserError
 from .cache import FeatureCache
 from .extract import FeatureSpec
@@ -145,14 +145,14 @@ class DomainFeatures:
         return list(self._pool.map(lambda f: load_square(f, self.load_size), files))
 
     def fixed(self, n: int, normalized: bool = True, levels: Iterable[int] | None = None) -> dict:
-        """The first ``n`` files with the test transform (resize shorter side to image_size, centre crop), no
+        """The first ``n`` files as centre squares (resize shorter side to image_size, centre crop), no
         randomness: the same structure as :meth:`sample`, for fixed sample grids."""
         n = max(1, min(int(n), len(self.files)))
         if n not in self._fixed:
             imgs = []
             for f in self.files[:n]:
                 try:
-                    imgs.append(test_transform(load_image(f), self.image_size))
+                    imgs.append(center_square(load_image(f), self.image_size))
                 except Exception as e:
                     raise UserError(f"cannot read image {f}: {type(e).__name__}: {e}") from None
             self._fixed[n] = torch.stack(imgs)
