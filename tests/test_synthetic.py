@@ -349,3 +349,23 @@ def test_cli_lists_the_pairs(capsys):
     assert "unknown synthetic pair 'cats'" in capsys.readouterr().err
     assert main(["prepare", "synthetic"]) == 2
     assert "needs --out" in capsys.readouterr().err
+
+
+def test_a_set_written_without_prepare_json_is_completed_not_rewritten(tmp_path, caplog):
+    """A set from before ``prepare.json`` (``synthetic.json`` alone): the same parameters keep its images and
+    complete it; other parameters are refused, naming them."""
+    syn.write_dataset(tmp_path / "d", n=2, size=32, seed=4, n_test=1, progress=False)
+    for name in ("prepare.json", "manifest.jsonl"):
+        (tmp_path / "d" / name).unlink()
+    meta = json.loads((tmp_path / "d" / "synthetic.json").read_text())
+    del meta["pair"]  # as the animal-only generator wrote it
+    (tmp_path / "d" / "synthetic.json").write_text(json.dumps(meta))
+    before = {p: p.read_bytes() for p in (tmp_path / "d").glob("*/*.png")}
+    with pytest.raises(UserError, match=r"made with other parameters \(pair animals; seed 4; size 32"):
+        syn.write_dataset(tmp_path / "d", n=2, size=32, seed=5, n_test=1, progress=False)
+    with pytest.raises(UserError, match="2 beyond the requested counts"):
+        syn.write_dataset(tmp_path / "d", n=1, size=32, seed=4, n_test=1, progress=False)
+    syn.write_dataset(tmp_path / "d", n=3, size=32, seed=4, n_test=1, progress=False)
+    assert "kept 6 existing" in caplog.text
+    assert all(p.read_bytes() == b for p, b in before.items()) and len(list((tmp_path / "d").glob("*/*.png"))) == 8
+    assert syn.is_complete(tmp_path / "d", n=3, size=32, seed=4, n_test=1)

@@ -97,10 +97,11 @@ class PreparedOutput:
         self._lock.close()
 
     # ------------------------------------------------------------------------------------------------ start
-    def start(self) -> bool:
+    def start(self, adopt: bool = False) -> bool:
         """Check the folder; False (with a message) when it is already complete. The folder is marked
         incomplete only when the first image is written, so that input checks failing before that leave
-        nothing behind."""
+        nothing behind. ``adopt``: the caller checked that a folder without a marker holds only files this run
+        would write itself (a synthetic set from before the marker): they are kept as an interrupted run's."""
         check_separate(self.out, self.inputs)
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is an existing file; give a directory")
@@ -131,6 +132,10 @@ class PreparedOutput:
             else:
                 log.info("completing an interrupted preparation in %s (whole files are kept)", self.out)
         elif self.out.is_dir() and any(p.name != ".lock" for p in self.out.iterdir()):  # a killed run's lock
+            if adopt:
+                self.resuming = True
+                log.info("completing %s, written without %s (its files are kept)", self.out, MARKER)
+                return True
             raise UserError(f"--out {self.out} exists, is not empty and holds no {MARKER} (not a prepare "
                             f"output); choose a new or empty folder")
         return True

@@ -8,7 +8,8 @@ NNNNNN, ``{A,B}_test_NNNNNN.png`` index ``test_index_base + NNNNNN``.
 
 Every image is a pure function of its pair, domain, index, size and seed, so a re-run keeps the images there,
 a bigger count extends a smaller set, and anything else (other pair, seed, size, version, or fewer images
-than there are) is refused unless ``overwrite``, which removes this generator's files first. Files the
+than there are) is refused unless ``overwrite``, which removes this generator's files first; a set written
+before ``prepare.json`` existed (``synthetic.json`` alone) is completed like an interrupted run. Files the
 generator did not write are never removed or replaced: other files in the split folders, and a
 ``synthetic.json`` it did not write, are refused even with ``overwrite``.
 """
@@ -138,9 +139,10 @@ def _ours(out: Path) -> list[Path]:
     return found
 
 
-def _check_folder(out: Path, options: dict, overwrite: bool) -> None:
+def _check_folder(out: Path, options: dict, overwrite: bool) -> bool:
     """Refuse what a run must not replace: a foreign ``synthetic.json`` or split file (always), another data set
-    of this generator (without ``overwrite``); with ``overwrite``, remove this generator's files."""
+    of this generator (without ``overwrite``); with ``overwrite``, remove this generator's files. True when the
+    folder holds, without ``prepare.json``, a subset of this run's images (written before the marker existed)."""
     meta_file = out / META
     if meta_file.exists() and (read_meta(out) or {}).get("generator") != GENERATOR:
         raise UserError(f"{meta_file} was not written by `deepcascade prepare synthetic`; it is never replaced: "
@@ -148,7 +150,7 @@ def _check_folder(out: Path, options: dict, overwrite: bool) -> None:
     ours = _ours(out)
     marker, meta = _read_marker(out), read_meta(out)
     if marker is not None and marker["options"].get("kind") != "synthetic":
-        return  # another kind's output: PreparedOutput refuses it, naming it
+        return False  # another kind's output: PreparedOutput refuses it, naming it
     old = marker["options"] if marker else None
     if overwrite:
         for p in ours + [out / MANIFEST, out / MARKER, meta_file]:
@@ -156,21 +158,31 @@ def _check_folder(out: Path, options: dict, overwrite: bool) -> None:
         for folder in FOLDERS:
             if (out / folder).is_dir() and not any((out / folder).iterdir()):
                 (out / folder).rmdir()
-        return
+        return False
     if old is None and (ours or meta is not None):
-        raise UserError(f"{out} holds synthetic images without {MARKER} (written by an older deepcascade or "
-                        f"another tool); use --overwrite to write them again, or another --out")
+        same = same_params(meta, options["seed"], options["size"], options["pair"])
+        extra = [p for p in ours if not _planned(p.name, options)]
+        if same and not extra:
+            return True
+        why = (f"{len(extra)} beyond the requested counts" if same else
+               f"made with other parameters ({_describe({'pair': DEFAULT_PAIR, **meta})})" if meta else
+               "of unknown parameters (no synthetic.json)")
+        raise UserError(f"{out} holds {len(ours)} synthetic image(s) {why}, without {MARKER}; use --overwrite "
+                        f"to replace them, or another --out")
     if old is None or old == options or _extends(options)(old):
-        return
+        return False
     if any(old.get(k) != options[k] for k in ("pair", "version", "seed", "size")):
-        said = "; ".join(f"{k} {old.get(k)}" for k in ("pair", "seed", "size", "version"))
-        why = f"made with other parameters ({said})"
+        why = f"made with other parameters ({_describe(old)})"
     else:
-        extra = sorted(p.name for p in ours if parse_file_name(p.name) and not _planned(p.name, options))
+        extra = sorted(p.name for p in ours if not _planned(p.name, options))
         why = f"{len(extra)} beyond the requested counts, e.g. {extra[0]}" if extra else \
             f"a set of {old.get('n')} + {old.get('n_test')} images per domain"
     raise UserError(f"{out} already holds {len(ours)} synthetic image(s), {why}; use --overwrite to replace "
                     f"them, or another --out")
+
+
+def _describe(params: dict) -> str:
+    return "; ".join(f"{k} {params.get(k)}" for k in ("pair", "seed", "size", "version"))
 
 
 def _planned(name: str, options: dict) -> bool:
@@ -207,11 +219,12 @@ def write_dataset(out_dir, n: int, size: int, seed: int, n_test: int | None = No
             "domains": {"A": spec.domain_a, "B": spec.domain_b}}
     body = {k: v for k, v in options.items() if k != "kind"}
     with PreparedOutput(out, "synthetic", body, {}, extends=_extends(options)) as prep:
+        adopt = False
         if out.is_dir():
             if overwrite:
                 prep.lock()  # nobody prepares the folder while this run empties it
-            _check_folder(out, options, overwrite)
-        if not prep.start():
+            adopt = _check_folder(out, options, overwrite)
+        if not prep.start(adopt=adopt):
             if read_meta(out) is None:  # deleted by hand: the parameters it held are in prepare.json
                 prep.lock()
                 write_text(out / META, json.dumps(meta, indent=2) + "\n")
