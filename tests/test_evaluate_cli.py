@@ -112,6 +112,7 @@ def test_report_lists_missing_metrics_and_computes_the_rest(data, tmp_path):
         assert lay[f"{k}_chance"] > 2 * lay[k]
         assert lay[f"{k}_progress"] == pytest.approx(1.0)
     assert lay["chance_pairs"] == 5  # every real B image (fewer than CHANCE_PAIRS)
+    assert lay["pair"] == "animals" and lay["aspect_threshold"] == 1.0  # the judge: box height / width
     # appearance: copies keep every colour exactly; random B images do not
     app = a2b["appearance"]
     assert app["frame_colour_error"] == 0.0 and app["background_colour_error"] == 0.0

@@ -172,6 +172,7 @@ def layout_measure(source_names: list[str], source_pixels, fake_pixels, meta: di
                 "silhouette_target_share": float(np.mean(fake_hits)),
                 "silhouette_target_share_sources": float(np.mean(src_hits)),
                 "pair": pair.name, "shape_measure": pair.measure, "shape_threshold": pair.threshold,
+                "aspect_threshold": pair.threshold if pair.mask_measure is synthetic.mask_aspect else None,
                 "images": len(true_boxes),
                 "skipped_names": len(source_names) - len(true_boxes),
                 "chance_pairs": min(CHANCE_PAIRS, len(target_boxes))})
