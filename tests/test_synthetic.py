@@ -252,6 +252,11 @@ def test_object_pairs_are_pure_functions(name):
         syn.render(name, "A", 0, 31, 0)
 
 
+def _grow(mask):
+    """The mask and its 4-neighbours."""
+    return mask | np.roll(mask, 1, 0) | np.roll(mask, -1, 0) | np.roll(mask, 1, 1) | np.roll(mask, -1, 1)
+
+
 @pytest.mark.parametrize("name", OBJECT_PAIRS)
 def test_object_masks_match_the_images(name, pair_samples):
     """Inside the mask the pixels are far from the background's colour, outside (two pixels away from the edge)
@@ -264,10 +269,8 @@ def test_object_masks_match_the_images(name, pair_samples):
             frame[k:-k, k:-k] = False
             assert not (mask & frame).any() and 0.02 < mask.mean() < 0.4
             dist = np.linalg.norm(arr - arr[frame].mean(0), axis=-1)
-            grown, inner = mask, mask
-            for _ in range(2):  # a star's tip thinner than a pixel is antialiased up to two pixels beyond the mask
-                grown = grown | np.roll(grown, 1, 0) | np.roll(grown, -1, 0) | np.roll(grown, 1, 1) | np.roll(grown, -1, 1)
-            inner = mask & np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
+            # a star's tip thinner than a pixel is antialiased up to two pixels beyond the mask
+            grown, inner = _grow(_grow(mask)), ~_grow(~mask)
             assert dist[inner].min() > 60 > 45 > dist[~grown].max()
             # the estimate from the image alone is the mask, up to its antialiased edge
             est = syn.get_pair(name).estimate_mask(img)

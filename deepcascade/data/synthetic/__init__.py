@@ -28,5 +28,5 @@ from .writer import (FILE_RE, GENERATOR, META, file_name, find_meta, is_complete
 
 __all__ = ["ASPECT_THRESHOLD", "DEFAULT_PAIR", "DOMAINS", "FILE_RE", "GENERATOR", "META", "MIN_SIZE", "PAIRS",
            "Pair", "TEST_INDEX_BASE", "domain_score", "file_name", "find_meta", "get_pair", "is_complete",
-           "mask_aspect", "mask_fill", "mask_spikiness", "object_pixels", "parse_file_name", "read_meta", "render", "render_with_mask",
-           "same_params", "source_with_mask", "textured_pixels", "write_dataset"]
+           "mask_aspect", "mask_fill", "mask_spikiness", "object_pixels", "parse_file_name", "read_meta", "render",
+           "render_with_mask", "same_params", "source_with_mask", "textured_pixels", "write_dataset"]

@@ -67,10 +67,12 @@ def _ellipse(cx, cy, rx, ry, n=40) -> np.ndarray:
 
 
 def _rounded_box(x0, y0, x1, y1, r_top, r_bottom, n=6) -> np.ndarray:
-    """Outline of a box with rounded corners (radii at the top and at the bottom), clockwise from the top left."""
+    """Outline of a box with rounded corners (radii at the top and at the bottom), corner by corner from the top
+    right (y down)."""
     pts = []
-    for (cx, cy, r, a0) in ((x1 - r_top, y0 + r_top, r_top, -np.pi / 2), (x1 - r_bottom, y1 - r_bottom, r_bottom, 0),
-                            (x0 + r_bottom, y1 - r_bottom, r_bottom, np.pi / 2), (x0 + r_top, y0 + r_top, r_top, np.pi)):
+    corners = ((x1 - r_top, y0 + r_top, r_top, -np.pi / 2), (x1 - r_bottom, y1 - r_bottom, r_bottom, 0),
+               (x0 + r_bottom, y1 - r_bottom, r_bottom, np.pi / 2), (x0 + r_top, y0 + r_top, r_top, np.pi))
+    for cx, cy, r, a0 in corners:
         a = a0 + np.linspace(0, np.pi / 2, n)
         pts.append(np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], 1))
     return np.concatenate(pts)
