@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     data = Path(args.data)
-    meta = layout.find_meta(data / "testA")
+    meta = synthetic.find_meta(data / "testA")
     if meta is None:
         sys.exit(f"error: {data}/synthetic.json not found: this measure needs `deepcascade prepare synthetic` data")
     t = Translator.from_run(args.run, device=args.device)

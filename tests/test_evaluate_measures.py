@@ -11,7 +11,7 @@ from deepcascade.evaluation import classifier as clf
 from deepcascade.evaluation.diversity import collapse_ratio, mean_pairwise_distance
 from deepcascade.evaluation import appearance as app
 from deepcascade.evaluation.chance import partners, progress
-from deepcascade.evaluation.layout import (chance_shifts, compare, find_meta, generator_mask, ground_point,
+from deepcascade.evaluation.layout import (chance_shifts, compare, generator_mask, ground_point,
                                            layout_measure, parse_name, silhouette_box)
 
 # ---- collapse -------------------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def test_layout_measure_end_to_end_follows_a_shift(tmp_path):
 def test_file_names_map_to_generator_indices(tmp_path):
     counts = synthetic.write_dataset(tmp_path / "d", n=2, size=32, seed=5, n_test=2, progress=False)
     assert counts["testA"] == 2
-    meta = find_meta(tmp_path / "d" / "testA")
+    meta = synthetic.find_meta(tmp_path / "d" / "testA")
     assert meta["seed"] == 5 and meta["size"] == 32
     domain, index = parse_name("A_test_000001.png", meta)
     assert (domain, index) == ("A", synthetic.TEST_INDEX_BASE + 1)

@@ -12,11 +12,11 @@ import logging
 import re
 from pathlib import Path
 
+from ..data.synthetic import find_meta
 from ..errors import UserError
 from ..inference.synthesis_manifest import MANIFEST, synthesis_samples
 from ..inference.translate_folder import png_name, translation_files
 from .images import ImageSet
-from .layout import find_meta
 from .measures import evaluate
 from .plan import DOMAINS, MIN_IMAGE_SIZE, Direction, Options
 

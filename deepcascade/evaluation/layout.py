@@ -33,7 +33,6 @@ import numpy as np
 from PIL import Image
 
 from ..data import synthetic
-from ..data.synthetic import find_meta  # noqa: F401  (the evaluation's entry points read it from here)
 from .chance import CHANCE_PAIRS, partners, progress
 
 
