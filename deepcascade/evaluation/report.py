@@ -69,7 +69,7 @@ def _fmt(v, pct=False) -> str:
 ROWS = [  # (label, key, as percentage)
     ("target share (independent classifier)", "target_share", True),
     ("classifier accuracy on real held-out images", "real_accuracy", True),
-    ("silhouette target share (domain_score)", "silhouette_target_share", True),
+    ("silhouette target share (the pair's shape judge)", "silhouette_target_share", True),
     ("collapse ratio (diversity / real diversity)", "collapse_ratio", False),
     ("mean centre shift (fraction of the side)", "centre_shift", False),
     ("mean ground shift (fraction of the side)", "layout.ground_shift", False),
