@@ -26,8 +26,10 @@ timed after graph-level optimization, ResNet-9 staying the eager PyTorch the pub
 (``torch.jit.trace`` + ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``: oneDNN conv + ReLU fusion,
 prepacked weights) and ``compile`` (``torch.compile``, inductor with ``freezing``: constant weights prepacked for
 oneDNN, pointwise ops fused into the convolutions; needs a C++ compiler; the compile time is printed). The PSNR
-column then also says how far the optimized graph's output is from plain fp32's. At the end: the process's
-peak RSS.
+column then also says how far the optimized graph's output is from plain fp32's. ``--optimize onnxruntime``
+times the same path exported to ONNX (as ``deepcascade export`` builds it, float NCHW in and out here) and run by
+onnxruntime's CPU provider with as many threads as torch (fp32 only; needs ``pip install 'deepcascade[export]'``;
+the export time is printed). At the end: the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ def optimized(net, x, how: str):
     """``net`` (eval, no grad) after graph-level optimization ``how``: 'none', 'jit' or 'compile'."""
     if how == "none":
         return net
+    if how == "onnxruntime":
+        return onnxruntime_net(net, x)
     t = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer warnings
@@ -159,6 +163,31 @@ def optimized(net, x, how: str):
         out(x)  # traces / compiles
     print(f"     {how}: prepared in {time.perf_counter() - t:.1f} s", flush=True)
     return out
+
+
+def onnxruntime_net(net, x):
+    """``net`` exported to ONNX in memory and run by onnxruntime's CPU provider, as a torch -> torch callable."""
+    import io
+
+    import onnxruntime as ort
+
+    from deepcascade.inference.onnx_export import OPSET, traceable
+
+    t = time.perf_counter()
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shape checks (constants for a fixed size)
+        torch.onnx.export(traceable(net), (x.float().cpu(),), buf, dynamo=False, opset_version=OPSET,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    print(f"     onnxruntime: exported in {time.perf_counter() - t:.1f} s ({len(buf.getvalue()) / 1e6:.0f} MB)",
+          flush=True)
+
+    def run(inp):
+        return torch.from_numpy(session.run(None, {"x": inp.float().contiguous().cpu().numpy()})[0])
+    return run
 
 
 def flops(net, x) -> int:
@@ -198,8 +227,9 @@ def main(argv=None) -> int:
                     help="the first is the reference of the PSNR column")
     ap.add_argument("--layouts", default="nchw", choices=["nchw", "both"],
                     help="'both': also time the translate path in channels_last")
-    ap.add_argument("--optimize", nargs="+", default=["none"], choices=["none", "jit", "compile"],
-                    help="graph-level optimizations of the deepcascade path to time (ResNet-9 stays eager)")
+    ap.add_argument("--optimize", nargs="+", default=["none"], choices=["none", "jit", "compile", "onnxruntime"],
+                    help="graph-level optimizations of the deepcascade path to time (ResNet-9 stays eager); "
+                         "onnxruntime: the exported graph (fp32, CPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args(argv)
@@ -210,7 +240,7 @@ def main(argv=None) -> int:
     print(f"device {device}; threads {torch.get_num_threads()}; cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}; batch {args.batch}; "
           f"repeats {args.repeats}")
-    header = (f"{'size':>4} {'prec':>4} {'layout':>6} {'graph':>7} {'deepcascade img/s':>17} {'ResNet-9 img/s':>14} "
+    header = (f"{'size':>4} {'prec':>4} {'layout':>6} {'graph':>11} {'deepcascade img/s':>17} {'ResNet-9 img/s':>14} "
               f"{'ratio':>5} {'GFLOP/s':>8} {'best conv':>9} {'% conv':>6} {'PSNR dB':>7} {'out std':>7}")
     rows = []
     for size in args.sizes:
@@ -226,6 +256,8 @@ def main(argv=None) -> int:
             conv, conv_where = best_conv_gflops(device, precision, args.batch, args.repeats)
             for cl, how in [(cl, how) for cl in ([False, True] if args.layouts == "both" else [False])
                             for how in args.optimize]:
+                if how == "onnxruntime" and (precision != "fp32" or cl or device.type != "cpu"):
+                    continue  # the exported graph computes fp32 NCHW on the CPU provider
                 ours.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
                 with inference_autocast(device, precision):
                     net = optimized(ours, x.contiguous(memory_format=torch.channels_last) if cl else x, how)
@@ -243,7 +275,7 @@ def main(argv=None) -> int:
                 ips_theirs = args.batch / statistics.median(t_theirs)
                 gf = f_ours / statistics.median(t_ours) / 1e9
                 layout = "NHWC" if cl else "NCHW"
-                row = (f"{size:>4} {precision:>4} {layout:>6} {how:>7} {ips_ours:>17.2f} {ips_theirs:>14.2f} "
+                row = (f"{size:>4} {precision:>4} {layout:>6} {how:>11} {ips_ours:>17.2f} {ips_theirs:>14.2f} "
                        f"{ips_ours / ips_theirs:>5.2f} {gf:>8.0f} {conv:>9.0f} {100 * gf / conv:>5.0f}% "
                        f"{quality:>7.1f} {float(y.std()):>7.3f}")
                 print(row, flush=True)

@@ -59,7 +59,7 @@ class FixedAdaptivePool(nn.Module):
         return self.matrix(self.out[0], h).to(x) @ x @ self.matrix(self.out[1], w).to(x).t()
 
 
-def _traceable(module: nn.Module) -> nn.Module:
+def traceable(module: nn.Module) -> nn.Module:
     """A copy of ``module`` whose adaptive average pools are :class:`FixedAdaptivePool` (same results)."""
     module = copy.deepcopy(module)
     for name, child in list(module.named_modules()):
@@ -76,7 +76,7 @@ class TranslatePath(nn.Module):
         super().__init__()
         t = translator.trained
         self.backbone, self.normalizer = t.backbone, t.normalizer
-        self.cascade = _traceable(translator.cascade)
+        self.cascade = traceable(translator.cascade)
         self.inversion = translator.inversions[final_level]
         self.direction, self.final_level = direction, final_level
 
