@@ -28,16 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 KEYS = ("target_share", "silhouette_target_share", "collapse_ratio", "centre_shift")
-BACKBONE = "efficientnet_lite0_s16"  # what the demo uses without VGG-19 weights
 
 
 def config(data: Path, device: str, plan: str, sets: str = ""):
     """The demo's config for ``plan`` with ``sets`` ("section.key=value;...", the CLI's ``--set`` items) on top."""
-    from deepcascade.apps.demo import PLANS, demo_config
+    from deepcascade.apps.demo import demo_config
     from deepcascade.config import build_config
 
     return build_config(overrides=[s for s in sets.split(";") if s],
-                        extra=demo_config(PLANS[plan], BACKBONE, data, device).to_dict())
+                        extra=demo_config(plan, data, device).to_dict())
 
 
 def job(out: Path, device: str, plan: str, name: str, sets: str, seed: int) -> None:
@@ -92,18 +91,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         return job(args.out, args.device, args.plan, args.job[0], args.job[1], int(args.job[2]))
 
-    from deepcascade.apps.demo import PLANS
+    from deepcascade.apps.demo import MODES
     from deepcascade.data.synthetic import is_complete, write_dataset
     from deepcascade.stages.pipeline import run_training
 
     if not args.variant:
         ap.error("give at least one --variant")
     variants = [v.partition("=")[::2] for v in args.variant]
-    p, data = PLANS[args.plan], args.out / "data"
+    p, data = MODES[args.plan], args.out / "data"
     for _, sets in variants:
         config(data, args.device, args.plan, sets)  # a bad field fails here, not in a job
-    if not is_complete(data, n=p.n_train, size=p.image_size, seed=0, n_test=p.n_test):
-        write_dataset(data, n=p.n_train, size=p.image_size, seed=0, n_test=p.n_test, progress=False)
+    size = config(data, args.device, args.plan).data.image_size
+    if not is_complete(data, n=p.n_train, size=size, seed=0, n_test=p.n_test):
+        write_dataset(data, n=p.n_train, size=size, seed=0, n_test=p.n_test, progress=False)
     run_training(config(data, args.device, args.plan), args.out / "base", "invert")
     pending = [(n, o, s) for s in args.seeds for n, o in variants]
     running: list[subprocess.Popen] = []
