@@ -25,7 +25,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepcascade.backbones import build_backbone  # noqa: E402
-from deepcascade.features.cache import FeatureCache, crop_consistency  # noqa: E402
+from deepcascade.features.cache import FeatureCache  # noqa: E402
+from deepcascade.features.extract import crop_consistency  # noqa: E402
 from deepcascade.features.extract import FeatureSpec, extract  # noqa: E402
 
 LEVELS = [1, 2, 3, 4, 5]

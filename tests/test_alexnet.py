@@ -21,7 +21,7 @@ from deepcascade.backbones import backbone_from_config, build_backbone
 from deepcascade.backbones.specs import SPECS
 from deepcascade.config import build_config
 from deepcascade.errors import UserError
-from deepcascade.features.cache import crop_consistency
+from deepcascade.features.extract import crop_consistency
 from deepcascade.models import inversion_nets, level_nets
 from deepcascade.networks import CascadeTranslator, DeepTranslator
 

@@ -15,8 +15,8 @@ from deepcascade.data.images import load_image
 from deepcascade.data import transforms
 from deepcascade.errors import UserError
 from deepcascade.features.domain_features import DomainFeatures
-from deepcascade.features.cache import FeatureCache, crop_consistency, crop_offsets
-from deepcascade.features.extract import FeatureSpec, extract
+from deepcascade.features.cache import FeatureCache, crop_offsets
+from deepcascade.features.extract import FeatureSpec, crop_consistency, extract
 from deepcascade.features.normalization import Normalizer, RunningStats
 from deepcascade.stages.run_features import prepare_domains
 from deepcascade.features.squares import load_square, mirror_window
@@ -289,7 +289,8 @@ def test_prepare_domains(tmp_path, backbone, caplog):
         norm, a, b = prepare_domains(_cfg(tmp_path), run, backbone, "cpu", levels=[5, 4, 3])
     assert "broken.png" in caplog.text and "clamped" in caplog.text
     assert len(a) == 2 and len(b) == 3 and a.cached_levels == [4, 5] and a.computed_levels == [3]
-    assert (run / "cache" / "A" / "meta.json").is_file() and (run / "normalization.safetensors").is_file()
+    assert a.cache.directory.parent == run / "cache" and a.cache.directory.name.startswith("A-")
+    assert (a.cache.directory / "meta.json").is_file() and (run / "normalization.safetensors").is_file()
     ref = _direct_stats(backbone, fa, [5, 4, 3])  # statistics over both domains' crops, both mirrors
     for l, st in _direct_stats(backbone, fb, [5, 4, 3]).items():
         ref[l].merge(st)
@@ -307,13 +308,67 @@ def test_prepare_domains(tmp_path, backbone, caplog):
     assert "reusing" in caplog.text and "building" not in caplog.text
     torch.testing.assert_close(norm2.std_3, norm.std_3)
     # a shared cache folder that is rebuilt (new load size) recomputes the statistics too
-    norm3, a3, _ = prepare_domains(_cfg(tmp_path, **{"data.load_size": 64}), run, backbone, "cpu", levels=[5, 4, 3])
+    norm3, a3, b3 = prepare_domains(_cfg(tmp_path, **{"data.load_size": 64}), run, backbone, "cpu", levels=[5, 4, 3])
     assert a3.cache.rebuilt and (run / "normalization.safetensors").stat().st_mtime_ns != stamp
+    # the run's own cache folder keeps the caches of its current settings only
+    assert sorted(p.name for p in (run / "cache").iterdir()) == sorted([a3.cache.directory.name,
+                                                                       b3.cache.directory.name])
     # no cache: statistics from the files, batches computed on the fly
     norm4, a4, _ = prepare_domains(_cfg(tmp_path, **{"cache.enabled": "false"}), tmp_path / "run2", backbone, "cpu",
                                    levels=[5, 4, 3])
     assert a4.cache is None
     torch.testing.assert_close(norm4.std_5, norm.std_5, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shared_cache_dir_keeps_one_cache_per_data_set(tmp_path, backbone, caplog):
+    """Two runs on different data with one cache.dir: each has its own folders, and each finds its cache again
+    after the other ran (the folders used to be named by the domain letter only, so each run rebuilt the other's
+    cache, and two at once read each other's half-written arrays)."""
+    shared = tmp_path / "shared"
+    cfgs = []
+    for name, n in (("one", 2), ("two", 3)):
+        _write_images(tmp_path / name / "A", n, seed=n)
+        _write_images(tmp_path / name / "B", n, seed=n + 10)
+        cfgs.append(build_config(overrides=[f"data.domain_a={tmp_path / name / 'A'}",
+                                            f"data.domain_b={tmp_path / name / 'B'}", f"data.load_size={L}",
+                                            f"data.image_size={S}", "backbone.weights=random", "cache.levels=[5]",
+                                            f"cache.dir={shared}", "data.workers=1"]))
+    first = [prepare_domains(c, tmp_path / f"run{i}", backbone, "cpu", levels=[5], progress=False)[1]
+             for i, c in enumerate(cfgs)]
+    assert [len(a) for a in first] == [2, 3] and all(a.cache.rebuilt for a in first)
+    assert first[0].cache.directory != first[1].cache.directory
+    assert len(list(shared.glob("A-*"))) == 2 and len(list(shared.glob("B-*"))) == 2  # a shared folder: none pruned
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="deepcascade"):
+        again = [prepare_domains(c, tmp_path / f"run{i}", backbone, "cpu", levels=[5], progress=False)[1]
+                 for i, c in enumerate(cfgs)]
+    assert not any(a.cache.rebuilt for a in again) and "building" not in caplog.text
+    for a in again:
+        meta = json.loads((a.cache.directory / "meta.json").read_text())
+        assert meta["n_images"] == len(a) == np.load(a.cache.directory / "images.npy", mmap_mode="r").shape[0]
+
+
+def test_a_cache_being_built_by_another_process_is_waited_for(tmp_path, backbone, files, monkeypatch):
+    """While another process holds a cache folder's lock, build_or_open waits (instead of writing the same files
+    or failing) and then uses what is there."""
+    from deepcascade.features import cache as cache_module
+    from deepcascade.fileio import folder_lock
+
+    spec = FeatureSpec(backbone, L, S, "cpu", "fp32", crops=2)
+    folder = FeatureCache.folder(tmp_path / "shared", "A", spec, files, [5])
+    assert folder.parent == tmp_path / "shared" and folder.name.startswith("A-")
+    held = folder_lock(folder, "feature cache")
+    held.__enter__()
+    waits = []
+
+    def pause(seconds):  # the other process finishes while this one waits
+        waits.append(seconds)
+        held.__exit__(None, None, None)
+
+    monkeypatch.setattr(cache_module, "_pause", pause)
+    cache = FeatureCache.build_or_open(folder, spec, files, [5], batch_size=2, progress=False)
+    assert len(waits) == 1 and cache.rebuilt and len(cache) == len(files)
+    assert not (folder / ".lock").exists()  # released
 
 
 def test_prepare_domains_errors(tmp_path, backbone):

@@ -1,4 +1,11 @@
-"""On-disk cache of frozen-backbone features, one folder per domain (float16 memory maps).
+"""On-disk cache of frozen-backbone features, one folder per domain and configuration (float16 memory maps).
+
+The folder is ``<cache root>/<domain>-<key>`` (:meth:`FeatureCache.folder`), the key a hash of everything the
+features depend on: the file list (paths, sizes, modification times), the backbone and its weights, ReLU, load and
+image size, crops, precision, the crop rule and the levels. Runs on other data or settings that share a
+``cache.dir`` therefore use folders of their own, and one after the other each finds its own cache again. A
+process building or checking a folder holds its lock; another one asking for the same folder waits for it and
+then reuses what it built.
 
 Layout of a cache folder::
 
@@ -15,8 +22,9 @@ relative error of about 2e-4): the training crops are fixed per image, K of them
 centre crop, the others are uniformly random offsets, deterministic per image index), each also mirrored. Caching
 windows of the features of the whole square instead would be cheaper but is not the same thing: zero padding
 inside the backbone makes a window of the features differ from the features of the cropped image near its
-border, by up to a third of the norm at level 5 (:func:`crop_consistency`, docs/measurements.md). Training on
-those and translating exact features at test time is a train/test mismatch, so the cache does not do it.
+border, by up to a third of the norm at level 5 (:func:`~deepcascade.features.extract.crop_consistency`,
+docs/measurements.md). Training on those and translating exact features at test time is a train/test mismatch,
+so the cache does not do it.
 **Mirrored entries**: entry (k, 1) is the crop at offset (oy, ox) of the *mirrored* square, i.e. the mirror of
 the window at (oy, L - image_size - ox) of the original (:func:`~deepcascade.features.squares.mirror_window`).
 The squares are stored too, so inversion training and uncached levels use exactly the same crops without
@@ -29,6 +37,8 @@ rebuilt, and the reason is logged; it is never used silently.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -41,7 +51,7 @@ import numpy as np
 import torch
 
 from ..version import __version__
-from ..fileio import write_text
+from ..fileio import folder_lock, write_text
 from ..progress import progress as progress_bar
 from ..backbones.specs import LEVELS
 from ..errors import UserError
@@ -60,6 +70,34 @@ _CHUNK = 32  # crops per backbone pass while building: bounds the activation mem
 #: meta.json keys that must equal the requested configuration for a cache to be reused
 _MATCH_KEYS = ("format_version", "backbone", "weights", "relu", "load_size", "image_size", "crops", "precision",
                "crop_rule", "files_hash", "n_images")
+_LOCK_POLL_S = 2.0  # how often a process waiting for another one's build tries the lock again
+_LOCK_SAY_S = 60.0  # how often it says that it is still waiting
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@contextlib.contextmanager
+def _cache_lock(directory: Path):
+    """Hold the lock of a cache folder, waiting as long as another process holds it: that process is building
+    or checking this very cache, and what it leaves is reused here. A holder that dies releases it (flock)."""
+    said = None
+    while True:
+        lock = folder_lock(directory, "feature cache")
+        try:
+            lock.__enter__()
+            break
+        except UserError:
+            now = time.monotonic()
+            if said is None or now - said >= _LOCK_SAY_S:
+                log.info("feature cache %s: another process is building it; waiting for it to finish", directory)
+                said = now
+            _pause(_LOCK_POLL_S)
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -118,6 +156,16 @@ class FeatureCache:
                 f"S={self.image_size}, crops={self.crops})")
 
     # ----------------------------------------------------------------------------------- validity
+    @classmethod
+    def folder(cls, root: str | Path, domain: str, spec: FeatureSpec, files: Sequence[Path], levels: Iterable[int]
+               ) -> Path:
+        """``root/<domain>-<key>``: the folder of this domain's cache for exactly this configuration (the key
+        hashes the fields a cache must match to be reused, and its levels)."""
+        want = cls.expected_meta(spec, files, levels)
+        ident = {k: want[k] for k in (*_MATCH_KEYS, "levels")}
+        key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+        return Path(root) / f"{domain}-{key}"
+
     @staticmethod
     def expected_meta(spec: FeatureSpec, files: Sequence[Path], levels: Iterable[int]) -> dict:
         """The meta.json a cache of this configuration has (without 'complete')."""
@@ -144,8 +192,8 @@ class FeatureCache:
         """Why the cache at ``directory`` cannot serve ``want`` (None when it can)."""
         path = directory / "meta.json"
         if not path.is_file():
-            return "no meta.json (new cache)" if not directory.exists() or not any(directory.iterdir()) \
-                else "meta.json is missing (the cache was never completed)"
+            new = not directory.exists() or all(p.name == ".lock" for p in directory.iterdir())
+            return "no meta.json (new cache)" if new else "meta.json is missing (the cache was never completed)"
         try:
             have = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
@@ -215,22 +263,24 @@ class FeatureCache:
         if not files:
             raise UserError(f"feature cache {directory}: no images to cache")
         want = cls.expected_meta(spec, files, levels)
-        reason = cls._mismatch(directory, want)
-        if reason is None:
-            cache = cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")))
-            log.info("feature cache %s: reusing (%d images, levels %s)", directory, len(cache), cache.levels)
-            if stats:
-                log.info("feature cache %s: computing normalization statistics from the cached images", directory)
-                cache.accumulate_stats(spec, stats, batch_size=batch_size, progress=progress)
-            return cache
-        log.info("feature cache %s: building, %s", directory, reason)
         try:
-            return cls._build(directory, spec, files, want, batch_size=batch_size, stats=stats, progress=progress,
-                              workers=workers)
+            with _cache_lock(directory):
+                reason = cls._mismatch(directory, want)
+                if reason is None:
+                    cache = cls(directory, json.loads((directory / "meta.json").read_text(encoding="utf-8")))
+                else:
+                    log.info("feature cache %s: building, %s", directory, reason)
+                    return cls._build(directory, spec, files, want, batch_size=batch_size, stats=stats,
+                                      progress=progress, workers=workers)
         except OSError as e:  # read-only folder, disk full, ...: meta.json stays incomplete, so never used
             raise UserError(f"feature cache {directory}: cannot write ({type(e).__name__}: {e}); the cache was "
                             f"not completed and will be rebuilt next time. Set cache.dir to a writable folder or "
                             f"cache.enabled=false") from None
+        log.info("feature cache %s: reusing (%d images, levels %s)", directory, len(cache), cache.levels)
+        if stats:  # from the stored squares: no lock needed, a complete cache is never rewritten in place
+            log.info("feature cache %s: computing normalization statistics from the cached images", directory)
+            cache.accumulate_stats(spec, stats, batch_size=batch_size, progress=progress)
+        return cache
 
     @classmethod
     def _build(cls, directory: Path, spec: FeatureSpec, files: list[Path], meta: dict, *, batch_size: int,
@@ -369,41 +419,3 @@ class FeatureCache:
         for j in order:
             buf[j] = self._images[idx[j]]
         return torch.from_numpy(buf)
-
-
-# ---------------------------------------------------------------------------------------------- measurement
-def crop_consistency(backbone, images: torch.Tensor, levels: Iterable[int] = LEVELS, image_size: int | None = None,
-                     offsets: Sequence[tuple[int, int]] | None = None, margin: int = 0,
-                     precision: str = "fp32") -> dict[int, float]:
-    """How close "crop of the features" is to "features of the cropped image", per level.
-
-    ``images``: (N, 3, L, L) in [0, 1]. For each offset (default: the corners and the centre, on the 16-px
-    grid), compares the level-l window of F(images) with F(window of images) and returns the relative L2 error
-    sqrt(sum diff^2 / sum F(window)^2) over all images and offsets. ``margin`` leaves out that many feature
-    cells along the window border (where zero padding differs).
-    """
-    levels = sorted(set(int(l) for l in levels))
-    L = images.shape[-1]
-    step = max(backbone.strides[l] for l in levels)
-    S = int(image_size or (L - step))
-    if offsets is None:
-        last = (L - S) // step * step
-        mid = (L - S) // 2 // step * step
-        offsets = sorted({(0, 0), (0, last), (last, 0), (last, last), (mid, mid)})
-    full = extract(backbone, images, levels, precision)
-    num = {l: 0.0 for l in levels}
-    den = {l: 0.0 for l in levels}
-    for oy, ox in offsets:
-        if oy % step or ox % step:
-            raise ValueError(f"offsets must be multiples of {step}, got {(oy, ox)}")
-        fc = extract(backbone, images[..., oy:oy + S, ox:ox + S], levels, precision)
-        for l in levels:
-            s = backbone.strides[l]
-            h = backbone.spec.feature_size(l, S)
-            a = full[l][..., oy // s: oy // s + h, ox // s: ox // s + h].double()
-            b = fc[l].double()
-            if margin:
-                a, b = a[..., margin:h - margin, margin:h - margin], b[..., margin:h - margin, margin:h - margin]
-            num[l] += float(((a - b) ** 2).sum())
-            den[l] += float((b ** 2).sum())
-    return {l: math.sqrt(num[l] / den[l]) if den[l] > 0 else 0.0 for l in levels}

@@ -1,13 +1,17 @@
 """Running the frozen backbone for the feature pipeline: a :class:`FeatureSpec` says which backbone, where, in
-which precision and at which sizes; :func:`extract` runs it without gradients."""
+which precision and at which sizes; :func:`extract` runs it without gradients; :func:`crop_consistency`
+measures how far a window of the features of an image is from the features of the cropped image."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
+
+from ..backbones.specs import LEVELS
 
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -75,3 +79,40 @@ class FeatureSpec:
     def identity(self) -> dict:
         """:func:`backbone_identity` of the backbone."""
         return backbone_identity(self.backbone)
+
+
+def crop_consistency(backbone, images: torch.Tensor, levels: Iterable[int] = LEVELS, image_size: int | None = None,
+                     offsets: Sequence[tuple[int, int]] | None = None, margin: int = 0,
+                     precision: str = "fp32") -> dict[int, float]:
+    """How close "crop of the features" is to "features of the cropped image", per level.
+
+    ``images``: (N, 3, L, L) in [0, 1]. For each offset (default: the corners and the centre, on the 16-px
+    grid), compares the level-l window of F(images) with F(window of images) and returns the relative L2 error
+    sqrt(sum diff^2 / sum F(window)^2) over all images and offsets. ``margin`` leaves out that many feature
+    cells along the window border (where zero padding differs).
+    """
+    levels = sorted(set(int(l) for l in levels))
+    L = images.shape[-1]
+    step = max(backbone.strides[l] for l in levels)
+    S = int(image_size or (L - step))
+    if offsets is None:
+        last = (L - S) // step * step
+        mid = (L - S) // 2 // step * step
+        offsets = sorted({(0, 0), (0, last), (last, 0), (last, last), (mid, mid)})
+    full = extract(backbone, images, levels, precision)
+    num = {l: 0.0 for l in levels}
+    den = {l: 0.0 for l in levels}
+    for oy, ox in offsets:
+        if oy % step or ox % step:
+            raise ValueError(f"offsets must be multiples of {step}, got {(oy, ox)}")
+        fc = extract(backbone, images[..., oy:oy + S, ox:ox + S], levels, precision)
+        for l in levels:
+            s = backbone.strides[l]
+            h = backbone.spec.feature_size(l, S)
+            a = full[l][..., oy // s: oy // s + h, ox // s: ox // s + h].double()
+            b = fc[l].double()
+            if margin:
+                a, b = a[..., margin:h - margin, margin:h - margin], b[..., margin:h - margin, margin:h - margin]
+            num[l] += float(((a - b) ** 2).sum())
+            den[l] += float((b ** 2).sum())
+    return {l: math.sqrt(num[l] / den[l]) if den[l] > 0 else 0.0 for l in levels}

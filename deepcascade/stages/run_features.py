@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -117,6 +118,15 @@ def cache_folder(cfg, run: RunDir) -> Path:
     return Path(path)
 
 
+def _prune_run_cache(cache_root: Path, keep: dict[str, Path]) -> None:
+    """Remove the caches of a run's earlier settings from its own cache folder (``RUN/cache``, which no other
+    run uses), so that changing a setting does not leave gigabytes behind. A shared ``cache.dir`` is left alone."""
+    for p in cache_root.iterdir():
+        if p.is_dir() and p not in keep.values() and p.name.split("-")[0] in keep and (p / "meta.json").exists():
+            log.info("feature cache %s: removed (this run's cache for earlier settings)", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 0, world_size: int = 1,
                     levels: Iterable[int] | None = None, *, batch_size: int = 16, progress: bool = True
                     ) -> tuple[Normalizer, DomainFeatures, DomainFeatures]:
@@ -136,6 +146,8 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
                        cfg.engine.channels_last, cfg.cache.crops)
     cache_levels = sorted(set(int(l) for l in cfg.cache.levels))
     cache_root = cache_folder(cfg, run)
+    folders = {k: FeatureCache.folder(cache_root, k, spec, files[k], cache_levels) for k in files} \
+        if cfg.cache.enabled else {}
     norm_path = run.normalization_file
     want = {**spec.identity(), "levels": levels, "load_size": d.load_size, "precision": spec.precision,
             "data_hash": hashlib.sha256((file_list_hash(files["A"]) + file_list_hash(files["B"])).encode()
@@ -148,7 +160,7 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
         run.path.mkdir(parents=True, exist_ok=True)
         reason = _normalizer_mismatch(norm_path, want)
         if reason is None and cfg.cache.enabled:
-            stale = [k for k in files if FeatureCache.check(cache_root / k, spec, files[k], cache_levels)]
+            stale = [k for k in files if FeatureCache.check(folders[k], spec, files[k], cache_levels)]
             if stale:
                 reason = f"the feature cache of domain(s) {', '.join(stale)} is rebuilt"
         stats = {l: RunningStats(backbone.channels[l]) for l in levels} if reason else None
@@ -156,9 +168,11 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
             log.info("normalization statistics: computing over both domains (%s)", reason)
         if cfg.cache.enabled:
             for k in files:
-                caches[k] = FeatureCache.build_or_open(cache_root / k, spec, files[k], cache_levels,
+                caches[k] = FeatureCache.build_or_open(folders[k], spec, files[k], cache_levels,
                                                        batch_size=batch_size, stats=stats, progress=progress,
                                                        workers=workers)
+            if not cfg.cache.dir:
+                _prune_run_cache(cache_root, folders)
         elif stats:
             for k in files:
                 _stats_from_files(spec, files[k], stats, batch_size, workers)
@@ -183,15 +197,15 @@ def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 
             # its first process; the features are the same backbone's on the same files. Statistics stay rank 0's.
             if rank != 0 and distributed.local_rank() == 0:
                 for k in files:
-                    if FeatureCache.check(cache_root / k, spec, files[k], cache_levels) is not None:
-                        FeatureCache.build_or_open(cache_root / k, spec, files[k], cache_levels,
+                    if FeatureCache.check(folders[k], spec, files[k], cache_levels) is not None:
+                        FeatureCache.build_or_open(folders[k], spec, files[k], cache_levels,
                                                    batch_size=batch_size, progress=progress, workers=workers)
             torch.distributed.barrier()
 
     if rank != 0:
         if cfg.cache.enabled:
             for k in files:
-                caches[k] = FeatureCache.open(cache_root / k, spec, files[k], cache_levels)
+                caches[k] = FeatureCache.open(folders[k], spec, files[k], cache_levels)
         normalizer = Normalizer.load(norm_path).with_scheme(cfg.normalization.scheme, cfg.normalization.k)
 
     normalizer = normalizer.to(spec.device)
