@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 
 from ..errors import UserError
-from ..fileio import OVERWRITE_HELP
 
 log = logging.getLogger("deepcascade")
 
@@ -24,9 +23,11 @@ HELP = ("write a two-domain dataset (trainA/trainB/testA/testB); kinds: syntheti
 
 
 def _synthetic_arguments(p) -> None:
-    p.add_argument("--out", help="output directory (created; must not be an existing file)")
+    p.add_argument("--out", help="output directory (created; must not be an existing file); required unless "
+                                  "--list-pairs")
     p.add_argument("--pair", default="animals",
-                   help="which built-in pair of domains to draw (--list-pairs shows them); default animals")
+                   help="which built-in pair of domains to draw: animals, discs-stars, mugs-bottles (--list-pairs "
+                        "says what each draws)")
     p.add_argument("--list-pairs", action="store_true", help="list the built-in pairs and exit")
     p.add_argument("--n", type=int, default=500, help="training images per domain")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (>= 32)")
@@ -34,7 +35,9 @@ def _synthetic_arguments(p) -> None:
                                                         "its domain and its index")
     p.add_argument("--n-test", type=int, default=None, help="test images per domain; None means max(10, n // 5)")
     p.add_argument("--overwrite", action="store_true",
-                   help=OVERWRITE_HELP + "; only synthetic images are replaced (other files are never touched)")
+                   help="replace a synthetic set of another pair, seed, size or count in --out (a run without it "
+                        "keeps the images there and extends a smaller set); only files this command wrote are "
+                        "removed, anything else there is refused")
 
 
 def _synthetic_run(args) -> int:
