@@ -3,7 +3,10 @@
 Resolution order: dataclass defaults -> preset -> YAML file -> ``--set section.key=value`` (values parsed
 as YAML, so ``--set invert.levels=[5,4]`` works). Every field carries a help text (used for the commented
 YAML of ``deepcascade config``) and, where it matters, the allowed values or range, which validation
-checks, naming the offending field.
+checks, naming the offending field. Every YAML text is read through :mod:`deepcascade.safe_yaml`.
+
+Length: the schema (each field with its help, range and [paper]/[ours] mark) is most of this module; it stays
+in one file so that one read shows every option.
 """
 
 from __future__ import annotations
