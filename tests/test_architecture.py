@@ -1,7 +1,8 @@
 """The package's shape: what imports what, and that the README's layout names the tree.
 
-Inference must not need the training code, the CLI parser must not need torch, and no two folders of the
-package may import each other (directly or through others).
+Every folder and root module of the package sits in one layer of :data:`LAYERS` and imports only from lower
+layers (so no two of them import each other, directly or through others); inference must not need the training
+code, and the CLI parser must not need torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "deepcascade"
+
+#: the package's layers, lowest first: a unit (a folder below the package, or a root module) imports only from
+#: units of lower layers. A new folder or root module must be placed here.
+LAYERS = (
+    ("errors", "version", "progress", "losses"),  # no package imports at all
+    ("domains", "fileio", "device", "precision", "safe_yaml"),  # names, files, devices: errors only
+    ("backbones", "networks", "data", "engine"),  # frozen pyramids, plain modules, images, the training loop
+    ("presets", "models", "outputs", "features"),  # network factory, pages and grids, feature cache
+    ("config",),  # the typed configuration (reads the presets and the backbones' names)
+    ("rundir",),  # the run-directory format: layout, stage names, snapshots, opening a trained run
+    ("inference", "stages"),  # using a trained run; training one (neither imports the other)
+    ("evaluation",),  # scores translations (through inference)
+    ("apps",),  # the demo: runs the commands' work end to end
+    ("commands",),  # one module per subcommand
+    ("cli",),  # the parser
+    ("__main__",),  # ``python -m deepcascade``
+)
 
 
 def _fresh(code: str) -> str:
@@ -112,6 +130,29 @@ def test_cycle_finder_finds_a_cycle():
     assert _find_cycle({"a": {"b"}, "b": {"c"}}) is None
 
 
+def _layer_violations(graph: dict[str, set[str]], layers) -> list[str]:
+    rank = {u: i for i, layer in enumerate(layers) for u in layer}
+    return [f"{src} (layer {rank[src]}) imports {dst} (layer {rank[dst]})" for src, dsts in sorted(graph.items())
+            for dst in sorted(dsts) if rank[dst] >= rank[src]]
+
+
+def test_layer_check_finds_an_upward_import():
+    assert _layer_violations({"low": {"high"}, "high": {"low"}}, [("low",), ("high",)]) == [
+        "low (layer 0) imports high (layer 1)"]
+    assert _layer_violations({"a": {"b"}}, [("a", "b")]) == ["a (layer 0) imports b (layer 0)"]
+
+
+def test_every_unit_has_a_layer_and_imports_only_from_lower_layers():
+    units = {_unit(_module_name(p)) for p in PKG.rglob("*.py") if _module_name(p) != "deepcascade"}
+    placed = [u for layer in LAYERS for u in layer]
+    assert len(placed) == len(set(placed)), "a unit is in two layers"
+    assert not units - set(placed), f"place these in LAYERS: {sorted(units - set(placed))}"
+    assert not set(placed) - units, f"LAYERS names units that do not exist: {sorted(set(placed) - units)}"
+    graph = _unit_graph()
+    assert "rundir" in graph["inference"] and "engine" in graph["rundir"]  # the walk sees real edges
+    assert not _layer_violations(graph, LAYERS), "\n".join(_layer_violations(graph, LAYERS))
+
+
 def test_no_import_cycle_between_folders():
     graph = _unit_graph()
     assert "stages" in graph and "engine" in graph["stages"]  # the walk sees real edges
@@ -120,7 +161,7 @@ def test_no_import_cycle_between_folders():
 
 def test_inference_and_evaluation_do_not_import_stages():
     graph = _unit_graph()
-    for unit in ("inference", "evaluation", "models"):
+    for unit in ("inference", "evaluation", "models", "rundir"):
         assert "stages" not in graph.get(unit, set()), unit
 
 
