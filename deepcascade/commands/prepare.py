@@ -26,8 +26,8 @@ def _synthetic_arguments(p) -> None:
     p.add_argument("--out", help="output directory (created; must not be an existing file); required unless "
                                   "--list-pairs")
     p.add_argument("--pair", default="animals",
-                   help="which built-in pair of domains to draw: animals, discs-stars, mugs-bottles (--list-pairs "
-                        "says what each draws)")
+                   help="which built-in pair of domains to draw: animals, discs-stars, mugs-bottles, rings-crosses "
+                        "(--list-pairs says what each draws)")
     p.add_argument("--list-pairs", action="store_true", help="list the built-in pairs and exit")
     p.add_argument("--n", type=int, default=500, help="training images per domain")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (>= 32)")

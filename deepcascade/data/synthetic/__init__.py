@@ -15,7 +15,7 @@ mask or from the image alone (translations), ``judge_mask`` / ``judge_image`` sa
 eighth of every image background only).
 
 Modules: ``scene`` (what the renderers share), ``animals`` (the default pair, zebra-like vs giraffe-like),
-``objects`` (the held-out object pairs ``discs-stars`` and ``mugs-bottles``), ``pairs`` (the registry),
+``objects`` (the held-out object pairs ``discs-stars``, ``mugs-bottles``, ``rings-crosses``), ``pairs`` (the registry),
 ``measures`` (silhouette measures), ``writer`` (the prepared data set).
 """
 

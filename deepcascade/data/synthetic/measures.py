@@ -140,3 +140,21 @@ def mask_spikiness(mask: np.ndarray) -> float:
 def object_spikiness(img: Image.Image | np.ndarray) -> float:
     """:func:`mask_spikiness` of :func:`object_pixels`, from the image alone."""
     return mask_spikiness(object_pixels(img))
+
+
+def mask_centre_emptiness(mask: np.ndarray) -> float:
+    """Share of the disc around the robust box's centre (radius 0.15 of the box's shorter side) that the
+    silhouette leaves empty: a ring's hole about 1, a cross's crossing 0; NaN for an empty mask."""
+    box = _robust_box(mask)
+    if box is None:
+        return float("nan")
+    y0, y1, x0, x1 = box
+    r = max(0.15 * min(y1 - y0 + 1, x1 - x0 + 1), 1.0)
+    ys, xs = np.mgrid[0:mask.shape[0], 0:mask.shape[1]] + 0.5
+    centre = np.hypot(ys - (y0 + y1 + 1) / 2, xs - (x0 + x1 + 1) / 2) <= r
+    return 1.0 - float(mask[centre].mean())
+
+
+def object_centre_emptiness(img: Image.Image | np.ndarray) -> float:
+    """:func:`mask_centre_emptiness` of :func:`object_pixels`, from the image alone."""
+    return mask_centre_emptiness(object_pixels(img))

@@ -2,6 +2,7 @@
 
 - ``discs-stars``: A a round disc or blob (slightly oval, wobbly outline); B a star of 5-7 points.
 - ``mugs-bottles``: A a mug (squat body, handle on one side); B a bottle (tall body, shoulders, neck, cap).
+- ``rings-crosses``: A a ring (a round object with a hole); B a cross (two bars crossing, no hole).
 
 One scene serves every object pair, drawn the same way in both domains so that only the silhouette tells them
 apart: a background of a random colour (hue uniform, any saturation and brightness), plain, shaded or textured
@@ -105,8 +106,25 @@ def _bottle(rng) -> list:
     return [(body, 255), (cap, 255)]
 
 
-SHAPES = {"discs-stars": (_disc, _star), "mugs-bottles": (_mug, _bottle)}
-STREAMS = {"discs-stars": 1, "mugs-bottles": 2}  # keeps the pairs' random draws apart
+def _ring(rng) -> list:
+    """A ring: a slightly oval annulus, the hole 0.45-0.65 of the outer radius."""
+    squash, hole = rng.uniform(0.8, 1.0), rng.uniform(0.45, 0.65)
+    angle = rng.uniform(0, np.pi)
+    return [(_rotate(_ellipse(0, 0, 1, squash, 64), angle), 255),
+            (_rotate(_ellipse(0, 0, hole, hole * squash, 48), angle), 0)]
+
+
+def _cross(rng) -> list:
+    """A cross: two bars 0.3-0.45 of their length wide, crossing at their middles, at any angle."""
+    w = rng.uniform(0.3, 0.45) / 2
+    arm = np.array([[w, -1], [w, -w], [1, -w], [1, w], [w, w], [w, 1], [-w, 1], [-w, w], [-1, w], [-1, -w],
+                    [-w, -w], [-w, -1]], float)
+    arm[:, 0] *= rng.uniform(0.85, 1.0)  # one bar a little shorter
+    return [(_rotate(arm, rng.uniform(0, np.pi / 2)), 255)]
+
+
+SHAPES = {"discs-stars": (_disc, _star), "mugs-bottles": (_mug, _bottle), "rings-crosses": (_ring, _cross)}
+STREAMS = {"discs-stars": 1, "mugs-bottles": 2, "rings-crosses": 3}  # keeps the pairs' random draws apart
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -85,6 +85,16 @@ _register(Pair(
     threshold=1.3,
     measure="bounding-box height / width"))
 
+_register(Pair(
+    name="rings-crosses", version=objects.VERSION,
+    domain_a="a ring (a round object with a hole)",
+    domain_b="a cross (two bars crossing, no hole)",
+    differs="the middle of the silhouette: A has a hole there, B is solid where its bars cross",
+    render_with_mask=lambda d, i, size, seed: objects.render_with_mask("rings-crosses", d, i, size, seed),
+    mask_measure=lambda m: 1.0 - measures.mask_centre_emptiness(m),
+    image_measure=lambda im: 1.0 - measures.object_centre_emptiness(im), estimate_mask=measures.object_pixels,
+    threshold=0.5, measure="share of the silhouette's middle that it covers"))
+
 
 def get_pair(name: str) -> Pair:
     """The pair called ``name``; a UserError naming the known pairs otherwise."""
