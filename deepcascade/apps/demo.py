@@ -99,7 +99,6 @@ def pages_dir(out: Path, mode: str) -> Path:
     return out if mode == "demo" else out / mode
 
 
-PAGE_FILES = ("index.html", "demo.json", "summary.png")
 PAGE_FOLDERS = ("a2b", "b2a", "eval", "synth_a", "synth_b", "eval_synth_a", "eval_synth_b")
 
 
