@@ -1,9 +1,12 @@
 """Silhouette measures: the shape figures that tell a pair's domains apart, from a mask or from the image alone.
 
-From a boolean mask: :func:`mask_aspect` (bounding-box height / width) and :func:`mask_fill` (the share of the
-bounding box the silhouette covers). From an image (translations have no mask): :func:`textured_pixels`
-estimates the silhouette of an object textured against a smooth background (the animals), and
-:func:`domain_score` its aspect ratio. Each pair in ``pairs.py`` says which of these is its judge.
+From a boolean mask: :func:`mask_aspect` (bounding-box height / width), :func:`mask_fill` and
+:func:`mask_spikiness` (the share of the bounding box the silhouette covers, or leaves empty),
+:func:`mask_centre_cover` (how much of the silhouette's middle it covers). From an image (translations have no
+mask) the silhouette is estimated first: :func:`textured_pixels` for an object textured against a smooth
+background (the animals; :func:`domain_score` is its aspect ratio), :func:`object_pixels` for an object in a
+frame of background (the object pairs; ``object_*`` apply the mask measures to it). Each pair in ``pairs.py``
+says which of these is its judge.
 """
 
 from __future__ import annotations
@@ -142,9 +145,9 @@ def object_spikiness(img: Image.Image | np.ndarray) -> float:
     return mask_spikiness(object_pixels(img))
 
 
-def mask_centre_emptiness(mask: np.ndarray) -> float:
+def mask_centre_cover(mask: np.ndarray) -> float:
     """Share of the disc around the robust box's centre (radius 0.15 of the box's shorter side) that the
-    silhouette leaves empty: a ring's hole about 1, a cross's crossing 0; NaN for an empty mask."""
+    silhouette covers: a ring (its hole) 0, a cross (where its bars cross) about 1; NaN for an empty mask."""
     box = _robust_box(mask)
     if box is None:
         return float("nan")
@@ -152,9 +155,9 @@ def mask_centre_emptiness(mask: np.ndarray) -> float:
     r = max(0.15 * min(y1 - y0 + 1, x1 - x0 + 1), 1.0)
     ys, xs = np.mgrid[0:mask.shape[0], 0:mask.shape[1]] + 0.5
     centre = np.hypot(ys - (y0 + y1 + 1) / 2, xs - (x0 + x1 + 1) / 2) <= r
-    return 1.0 - float(mask[centre].mean())
+    return float(mask[centre].mean())
 
 
-def object_centre_emptiness(img: Image.Image | np.ndarray) -> float:
-    """:func:`mask_centre_emptiness` of :func:`object_pixels`, from the image alone."""
-    return mask_centre_emptiness(object_pixels(img))
+def object_centre_cover(img: Image.Image | np.ndarray) -> float:
+    """:func:`mask_centre_cover` of :func:`object_pixels`, from the image alone."""
+    return mask_centre_cover(object_pixels(img))

@@ -91,8 +91,8 @@ _register(Pair(
     domain_b="a cross (two bars crossing, no hole)",
     differs="the middle of the silhouette: A has a hole there, B is solid where its bars cross",
     render_with_mask=lambda d, i, size, seed: objects.render_with_mask("rings-crosses", d, i, size, seed),
-    mask_measure=lambda m: 1.0 - measures.mask_centre_emptiness(m),
-    image_measure=lambda im: 1.0 - measures.object_centre_emptiness(im), estimate_mask=measures.object_pixels,
+    mask_measure=measures.mask_centre_cover, image_measure=measures.object_centre_cover,
+    estimate_mask=measures.object_pixels,
     threshold=0.5, measure="share of the silhouette's middle that it covers"))
 
 
