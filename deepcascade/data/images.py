@@ -60,7 +60,7 @@ def entry_problem(path: Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError as e:
         if e.errno == errno.ELOOP:
-            return "symbolic link loop (the link resolves to itself); not read"
+            return "symbolic link loop (following it never reaches a file); not read"
         if os.path.islink(path):
             return f"broken symbolic link (its target {os.readlink(path)} does not exist); not read"
         return f"cannot stat it: {e.strerror}"
