@@ -246,7 +246,7 @@ def test_background_ignores_a_translated_object_that_covers_part_of_it():
     assert out["background_colour_error_chance"] == pytest.approx(0.5, abs=1 / 255)
 
 
-@pytest.mark.parametrize("pair", ["mugs-bottles", "discs-stars"])
+@pytest.mark.parametrize("pair", ["mugs-bottles", "discs-stars", "rings-crosses"])
 def test_layout_and_background_on_a_held_out_pair(pair, tmp_path):
     """Each pair's own masks and silhouette estimate: untranslated copies sit exactly at the floor of every
     figure, and far from a random target image."""
