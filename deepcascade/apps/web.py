@@ -9,6 +9,7 @@ huge or non-image upload) becomes a message in the page and one log line, never 
 from __future__ import annotations
 
 import atexit
+import inspect
 import json
 import logging
 import os
@@ -51,10 +52,13 @@ def _one_line(e: BaseException) -> str:
 class ServeSession:
     """A run opened for the page: translation both ways, deepVAE sampling where trained, evaluation figures."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto"):
+    def __init__(self, run_dir: str | Path, device: str = "auto", eval_dir: str | Path | None = None):
         from ..inference.translator import Translator
 
         self.run_dir = Path(run_dir)
+        self.eval_dir = Path(eval_dir) if eval_dir else self.run_dir / "eval"
+        if eval_dir and not (self.eval_dir / "metrics.json").is_file():
+            raise UserError(f"--eval {eval_dir} holds no metrics.json; give the folder `deepcascade evaluate` wrote")
         if not self.run_dir.is_dir():
             raise UserError(f"--run not found: {run_dir}")
         self.translator = Translator.from_run(run_dir, device=device)
@@ -131,14 +135,15 @@ class ServeSession:
         folder.mkdir()
         gallery, files = [], []
         order = sorted(levels, reverse=True)
-        caption = "source | " + " | ".join(f"I_{l}" for l in order)
+        caption = f"{direction} translation, then source | " + " | ".join(f"I_{l}(level {l})" for l in order)
+        gap = torch.ones(3, self.image_size, max(4, self.image_size // 8))
         for j, name in enumerate(names):
             stem = Path(name).stem
-            out = folder / f"{stem}_{direction}.png"
-            strip = folder / f"{stem}_{direction}_levels.png"
+            out, row = folder / f"{stem}_{direction}.png", folder / f"{stem}_{direction}_levels.png"
             to_pil(result[j]).save(out)
-            to_pil(torch.cat([x[j]] + [levels[l][j] for l in order], dim=2)).save(strip)
-            gallery += [(str(out), f"{name}: {direction}"), (str(strip), f"{name}: {caption}")]
+            # the translation, a white gap, then the per-level strip: one picture per image
+            to_pil(torch.cat([result[j], gap, x[j]] + [levels[l][j] for l in order], dim=2)).save(row)
+            gallery.append((str(row), f"{name}: {caption}"))
             files.append(str(out))
         notes.insert(0, f"Translated {len(names)} image(s) {direction}.")
         return gallery, files, "\n\n".join(notes)
@@ -167,10 +172,11 @@ class ServeSession:
 
     # ------------------------------------------------------------------------------------------ evaluation
     def evaluation(self):
-        """The run's ``evaluate`` report (``RUN/eval``): (summary lines in Markdown, figure paths); None if none."""
+        """The run's ``evaluate`` report (:attr:`eval_dir`, default ``RUN/eval``): (summary lines in Markdown,
+        figure paths, without the translations and caches it scored); None when there is none."""
         from ..evaluation.report import summary_lines
 
-        folder = self.run_dir / "eval"
+        folder = self.eval_dir
         metrics = folder / "metrics.json"
         if not metrics.is_file():
             return None
@@ -178,14 +184,20 @@ class ServeSession:
             lines = summary_lines(json.loads(metrics.read_text(encoding="utf-8")))
         except (OSError, ValueError, AttributeError, TypeError) as e:
             lines = [f"cannot read {metrics}: {_one_line(e)}"]
-        figures = [p for p in sorted(folder.rglob("*.png")) if "cache" not in p.relative_to(folder).parts]
+        figures = [p for p in sorted(folder.rglob("*.png"))
+                   if not {"cache", "translations"} & set(p.relative_to(folder).parts)]
         return "\n".join(f"- `{line}`" for line in lines), [str(p) for p in figures[:MAX_FIGURES]]
+
+
+#: wide pictures (translation | strip) at their own aspect ratio rather than in gradio's square thumbnails
+CSS = "#translations .thumbnail-item { aspect-ratio: auto !important; height: auto !important; }"
 
 
 def build_app(session: ServeSession, concurrency: int = 1):
     """The gradio page of ``session``; requests queue, ``concurrency`` computed at a time."""
     gr = import_gradio()
-    with gr.Blocks(title="deepcascade", analytics_enabled=False) as app:
+    styled = "css" not in inspect.signature(gr.Blocks.launch).parameters  # gradio 5 styles the Blocks
+    with gr.Blocks(title="deepcascade", analytics_enabled=False, **({"css": CSS} if styled else {})) as app:
         gr.Markdown(f"## deepcascade: cross-domain cascaded translation\n{session.describe()}")
         with gr.Tab("Translate"):
             with gr.Row():
@@ -198,8 +210,8 @@ def build_app(session: ServeSession, concurrency: int = 1):
                     go = gr.Button("Translate", variant="primary")
                 with gr.Column(scale=2):
                     message = gr.Markdown()
-                    gallery = gr.Gallery(label="translation | per-level strip", columns=2, object_fit="contain",
-                                         height="auto", elem_id="translations")
+                    gallery = gr.Gallery(label="translation | source, I_5, ..., I_final", columns=1,
+                                         object_fit="contain", height="auto", elem_id="translations")
                     downloads = gr.File(label="download", file_count="multiple", interactive=False)
             go.click(session.translate, [uploads, picks, direction], [gallery, downloads, message],
                      api_name="translate")
@@ -217,7 +229,7 @@ def build_app(session: ServeSession, concurrency: int = 1):
         report = session.evaluation()
         if report is not None:
             with gr.Tab("Evaluation"):
-                gr.Markdown(f"`deepcascade evaluate` report in {session.run_dir / 'eval'}:\n\n{report[0]}")
+                gr.Markdown(f"`deepcascade evaluate` report in {session.eval_dir}:\n\n{report[0]}")
                 if report[1]:
                     gr.Gallery(value=report[1], label="figures", columns=3, height="auto")
     app.queue(default_concurrency_limit=concurrency, max_size=64)
@@ -226,9 +238,12 @@ def build_app(session: ServeSession, concurrency: int = 1):
 
 def launch(app, host: str = "127.0.0.1", port: int = 7860) -> str:
     """Start the server in a background thread; returns its URL (``app.close()`` stops it)."""
+    style = {"css": CSS} if "css" in inspect.signature(app.launch).parameters else {}  # gradio 6 styles here
     try:
         _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
-                               show_error=False, max_file_size=MAX_BYTES, ssr_mode=False)
+                               show_error=False, max_file_size=MAX_BYTES, ssr_mode=False, **style)
     except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port}: {_one_line(e)}; choose another --port") from None
+        log.debug("launch failed: %s", _one_line(e))
+        raise UserError(f"cannot listen on {host}:{port} (the port is in use, or {host} is not an address of this "
+                        f"machine); choose another --port or --host") from None
     return url

@@ -15,6 +15,9 @@ def add_arguments(p):
                    help="address to listen on (0.0.0.0: every network interface, with no login)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.add_argument("--concurrency", type=int, default=1, help="requests computed at a time (others queue)")
+    p.add_argument("--eval", default=None,
+                   help="folder of the run's `deepcascade evaluate` report to show (default RUN/eval; the demo's: "
+                        "OUT/eval)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
@@ -27,7 +30,7 @@ def run(args) -> int:
     if args.concurrency < 1:
         raise UserError(f"--concurrency must be >= 1, got {args.concurrency}")
     import_gradio()  # a missing extra is named before the run's networks load
-    app = build_app(ServeSession(args.run, device=args.device), concurrency=args.concurrency)
+    app = build_app(ServeSession(args.run, device=args.device, eval_dir=args.eval), concurrency=args.concurrency)
     url = launch(app, args.host, args.port)
     print(f"serving {args.run} at {url} (Ctrl-C to stop)", flush=True)
     try:
