@@ -22,12 +22,13 @@ def _snapshot(path, nets):
 
 
 @pytest.mark.parametrize("change, said", [
-    ({"channels": 100000}, "channels=100000 is not an integer in 0..65536"),
-    ({"channels": "16"}, "channels=16 is not an integer"),
+    ({"channels": 100000}, "channels=100000 is not a number in 0..65536"),
+    ({"channels": "16"}, "channels=16 is not a number"),
     ({"channels": 4096}, "does not match its weights"),  # in bounds, but not what the file holds: 4096x4096 convs
-    ({"downsamplings": 10 ** 9}, "downsamplings=1000000000 is not an integer in 0..16"),
+    ({"downsamplings": 10 ** 9}, "downsamplings=1000000000 is not a number in 0..16"),
     ({"colour": 3}, "do not fit DeepTranslator"),
-], ids=["huge", "text", "other-shape", "layer-count", "unknown-argument"])
+    ({"channels": 16.5}, "do not build a DeepTranslator"),
+], ids=["huge", "text", "other-shape", "layer-count", "unknown-argument", "fraction"])
 def test_a_snapshot_is_checked_before_building(tmp_path, change, said):
     nets = deep_nets(16, 4, gn_groups=8, critic_width=16)
     good = tmp_path / "deep.pt"

@@ -3,7 +3,7 @@
 Each snapshot stores, beside the weights, every network's constructor arguments (``net.arch``, see
 :func:`deepcascade.models.build`), so loading rebuilds a network from the snapshot alone, without re-reading the
 config. The stored arguments are checked before anything is allocated: they must name the class's parameters,
-stay within small integer bounds and describe exactly the tensors the snapshot holds. Inference and evaluation
+stay within numeric bounds and describe exactly the tensors the snapshot holds. Inference and evaluation
 use :func:`open_run` and :class:`RunModels` and never import the training stages.
 """
 
@@ -43,8 +43,8 @@ def run_compat(cfg: Config, backbone: Backbone) -> dict:
 
 def _check_arch(path: Path, stage: str, name: str, arch, state) -> None:
     """UserError (naming the file and the network) unless ``arch`` is a known class with arguments it takes,
-    each an integer within bounds, that builds exactly the tensor shapes of ``state``; built on the meta
-    device, so nothing is allocated."""
+    each a number within bounds, that builds exactly the tensor shapes of ``state``; built on the meta device,
+    so nothing is allocated."""
     where = f"{path}: network '{name}'"
     if not isinstance(arch, dict) or arch.get("kind") not in NETWORKS:
         raise UserError(f"{where} has no stored architecture (written by an older deepcascade); retrain the "
@@ -57,13 +57,13 @@ def _check_arch(path: Path, stage: str, name: str, arch, state) -> None:
                         f"not written by deepcascade: retrain the stage '{stage}'") from None
     for key, value in args.items():
         bound = _ARG_MAX.get(key, _DEFAULT_MAX)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
-            raise UserError(f"{where}: stored argument {key}={str(value)[:40]} is not an integer in 0..{bound}; "
+        if not isinstance(value, (int, float)) or not 0 <= value <= bound:  # NaN fails the comparison too
+            raise UserError(f"{where}: stored argument {key}={str(value)[:40]} is not a number in 0..{bound}; "
                             f"the file is damaged or not written by deepcascade: retrain the stage '{stage}'")
     try:
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in cls(**args).state_dict().items()}
-    except (ValueError, RuntimeError, ZeroDivisionError) as e:
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
         raise UserError(f"{where}: its stored arguments do not build a {arch['kind']} ({str(e)[:200]}); retrain "
                         f"the stage '{stage}'") from None
     stored = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else None
