@@ -179,10 +179,15 @@ def export_onnx(run_dir: str | Path, direction: str = "a2b", out: str | Path | N
                     "config_sha256": hashlib.sha256(t.trained.run.config_file.read_bytes()).hexdigest()},
             "backbone": t.trained.backbone.name, "deepcascade_version": __version__}
     with atomic_path(out) as tmp:
-        with torch.no_grad(), _quiet_exporter():
-            torch.onnx.export(module, (torch.from_numpy(x[:1]),), str(tmp), dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}})
+        try:
+            with torch.no_grad(), _quiet_exporter():
+                torch.onnx.export(module, (torch.from_numpy(x[:1]),), str(tmp), dynamo=False, opset_version=OPSET,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}})
+        except Exception as e:  # an operation ONNX cannot express: say which, keep nothing
+            raise UserError(f"torch could not export the translate path of {run_dir} (backbone "
+                            f"{t.trained.backbone.name}) to ONNX opset {OPSET}: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:300]}; nothing written") from None
         got = OnnxTranslator.from_file(tmp, device="cpu", info=info).translate_array(x)
         diff = int(np.abs(got.astype(np.int16) - reference.astype(np.int16)).max())
         db = psnr(got, reference)
