@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..domains import DIRECTIONS, DOMAINS
 from ..errors import UserError
 
 log = logging.getLogger("deepcascade")
@@ -206,7 +207,7 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
              "- the coarse-to-fine strips of the paper's figures 15-16.",
              *(f"{d}: {report[d]['translated_share_target']:.0%} of translations look like the target domain by "
                f"silhouette aspect ratio (untranslated reconstructions: {report[d]['reconstruction_share_target']:.0%}, "
-               f"sources: {report[d]['source_share_target']:.0%})" for d in ("a2b", "b2a")),
+               f"sources: {report[d]['source_share_target']:.0%})" for d in DIRECTIONS),
              f"Both directions together: {report['balanced_translated']:.0%} of translations vs "
              f"{report['balanced_reconstruction']:.0%} of reconstructions classified as the target (50% = chance).",
              *synthesis_notes(report["synthesis"], cfg),
@@ -232,7 +233,7 @@ def _evaluate(run_dir: Path, out: Path, device: str, translator) -> dict:
     for line in lines:
         print(f"  {line}")
     keys = ("target_share", "real_accuracy", "silhouette_target_share", "collapse_ratio", "centre_shift")
-    return {**{d: {k: metrics[d][k] for k in keys} for d in ("a2b", "b2a")}, "summary": lines}
+    return {**{d: {k: metrics[d][k] for k in keys} for d in DIRECTIONS}, "summary": lines}
 
 
 def synthesis_panel(run_dir: Path, out: Path, data_dir: Path, translator, device: str, seed: int, n: int
@@ -255,7 +256,7 @@ def synthesis_panel(run_dir: Path, out: Path, data_dir: Path, translator, device
     print("synthesizing new images of each domain with its deepVAE")
     synth = Synthesizer.from_run(run_dir, device=device)
     report, rows = {}, []
-    for d in ("a", "b"):
+    for d in DOMAINS:
         res = synthesize_folder(run_dir, out / f"synth_{d}", d, n, seed, save_levels=True, overwrite=True,
                                 synthesizer=synth)  # overwrite: claim_pages found the folder empty or the demo's
         images = [Image.open(r["sample"]).convert("RGB") for r in res["rows"]]
@@ -282,8 +283,8 @@ def synthesis_notes(report: dict, cfg) -> list[str]:
              f"{s.vae_steps} VAE steps, {s.steps} steps per level): "
              + "; ".join(f"{report[d]['share_own_domain']:.0%} of the {report[d]['images']} samples of {d.upper()} "
                          f"have {d.upper()}'s silhouette aspect (I_3 reconstructions of real {d.upper()} test images: "
-                         f"{report[d]['reconstruction_share_own_domain']:.0%})" for d in ("a", "b")) + "."]
-    ratios = {d: report[d]["collapse_ratio"] for d in ("a", "b")}
+                         f"{report[d]['reconstruction_share_own_domain']:.0%})" for d in DOMAINS) + "."]
+    ratios = {d: report[d]["collapse_ratio"] for d in DOMAINS}
     shown = "; ".join(f"{d.upper()} {'not computed' if r is None else f'{r:.2f}'}" for d, r in ratios.items())
     lines.append(f"Collapse ratio of the samples (their diversity / that of the {report['a']['collapse_reals']} real "
                  f"test images of the domain; 1 = as varied as real images, 0 = one image repeated; "
@@ -303,7 +304,7 @@ def _summary_png(rows: list[dict], path: Path, per_direction: int = 3) -> None:
     from ..outputs.grids import save_image_atomic
 
     picks = []
-    for d in ("a2b", "b2a"):
+    for d in DIRECTIONS:
         picks += [r["levels"] for r in rows if r["name"].startswith(d)][:per_direction]
     strips = [Image.open(p).convert("RGB") for p in picks]
     if not strips:

@@ -21,18 +21,19 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..apps.demo import pages_dir, run_demo
+    from ..domains import DIRECTIONS, DOMAINS
 
     mode = "quick" if args.quick else "long" if args.long else "demo"
     report = run_demo(args.out, mode=mode, device=args.device, seed=args.seed)
     out = Path(args.out)
-    for d, (src, dst) in (("a2b", ("A", "B")), ("b2a", ("B", "A"))):
+    for d, (src, dst) in DIRECTIONS.items():
         r = report[d]
-        print(f"{d}: {r['translated_share_target']:.0%} of {r['images']} translated {src} images look like {dst} "
+        print(f"{d}: {r['translated_share_target']:.0%} of {r['images']} translated {src.upper()} images look like {dst.upper()} "
               f"by silhouette (untranslated reconstructions: {r['reconstruction_share_target']:.0%}, "
               f"sources: {r['source_share_target']:.0%})")
     print(f"both directions: {report['balanced_translated']:.0%} of translations classified as their target "
           f"domain, against {report['balanced_reconstruction']:.0%} for untranslated reconstructions")
-    ratios = [report["synthesis"][d]["collapse_ratio"] for d in ("a", "b")]
+    ratios = [report["synthesis"][d]["collapse_ratio"] for d in DOMAINS]
     print("synthesis panel: collapse ratio " + ", ".join(
         f"{d.upper()} {'not computed' if r is None else f'{r:.2f}'}" for d, r in zip("ab", ratios))
           + " (1 = as varied as real images; the page says what it means)")

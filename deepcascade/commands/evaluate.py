@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..domains import DIRECTIONS
 from ..precision import PRECISION_HELP, PRECISIONS
 
 HELP = ("score translations: KID/FID, independent domain classifier, LPIPS nearest neighbours, collapse, layout, "
@@ -34,7 +35,7 @@ def add_arguments(p):
     src.add_argument("--train-b", help="with --fake: training images of domain B (classifier; NN for a2b)")
     src.add_argument("--image-size", type=int, default=None,
                      help="with --fake: evaluation size (default: the first translation's shorter side)")
-    p.add_argument("--direction", default=None, choices=["a2b", "b2a", "both"],
+    p.add_argument("--direction", default=None, choices=[*DIRECTIONS, "both"],
                    help="with --run: which directions (default both); with --fake: which one it is (default a2b)")
     p.add_argument("--out", default=None, help="output folder (default RUN/eval with --run, else eval_out)")
     p.add_argument("--metrics", default=None,

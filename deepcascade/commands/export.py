@@ -9,12 +9,14 @@ translation; below 40 dB PSNR nothing is written (exit 2) unless ``--force``. Ne
 
 from __future__ import annotations
 
+from ..domains import DIRECTIONS
+
 HELP = "export a run's translation (one direction) to an ONNX file, checked against PyTorch"
 
 
 def add_arguments(p):
     p.add_argument("--run", required=True, help="run directory trained by `deepcascade train`")
-    p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"], help="translation direction")
+    p.add_argument("--direction", default="a2b", choices=list(DIRECTIONS), help="translation direction")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="file format")
     p.add_argument("--out", default=None, help="output file (default: <run name>_<direction>.onnx here)")
     p.add_argument("--image-size", type=int, default=None,

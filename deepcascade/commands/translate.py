@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..domains import DIRECTIONS
 from ..fileio import OVERWRITE_HELP
 from ..precision import PRECISION_HELP, PRECISIONS
 
@@ -21,7 +22,7 @@ def add_arguments(p):
     p.add_argument("--run", default=None, help="run directory trained by `deepcascade train` (with --engine torch)")
     p.add_argument("--input", required=True, help="image file or folder (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--direction", default=None, choices=["a2b", "b2a"],
+    p.add_argument("--direction", default=None, choices=list(DIRECTIONS),
                    help="translation direction (default: a2b; with --engine onnxruntime the file's)")
     p.add_argument("--final-level", type=int, default=None, choices=[1, 2, 3, 4, 5],
                    help="shallowest level to translate to (default: the run's cascade.final_level)")

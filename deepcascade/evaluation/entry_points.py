@@ -67,7 +67,7 @@ def evaluate_run(run: str | Path, out: str | Path, direction: str = "both", refe
     cfg = _run_config(run)
     d = cfg.data
     size = d.image_size
-    names = ["a2b", "b2a"] if direction == "both" else [direction]
+    names = list(DOMAINS) if direction == "both" else [direction]
     tests = {"A": d.test_a, "B": d.test_b}
     for name in names:
         src = DOMAINS[name][0]

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from ..backbones.weights import MissingWeights
 from ..errors import UserError
 from .fidelity import EXTRACTOR, FID_BOOTSTRAP, KID_SUBSET_SIZE, KID_SUBSETS, resolve_inception_weights
+from ..domains import DIRECTIONS
 from .images import ImageSet
 from .perceptual import resolve_alexnet_weights
 
 METRICS = ("kid", "fid", "classifier", "nn", "collapse", "layout", "appearance")
-DOMAINS = {"a2b": ("A", "B"), "b2a": ("B", "A")}
+#: direction -> (source, target), as the data folders name the domains
+DOMAINS = {d: (s.upper(), t.upper()) for d, (s, t) in DIRECTIONS.items()}
 MIN_IMAGE_SIZE = 16  # the smallest evaluation size (and --image-size) a measure is meaningful at
 
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from ..domains import DIRECTIONS
 from ..fileio import write_text
 from ..outputs.grids import save_image_atomic
 from ..outputs.html import GENERATOR_MARK
@@ -109,7 +110,7 @@ def scaled(result: dict, section: str, figure: str) -> dict | None:
 def summary_lines(metrics: dict) -> list[str]:
     """One line per direction and figure, as printed by ``deepcascade evaluate``."""
     lines = []
-    for d in ("a2b", "b2a"):
+    for d in DIRECTIONS:
         r = metrics.get(d)
         if r is None:
             continue
@@ -164,7 +165,7 @@ def write_page(out: Path, metrics: dict, strips: dict[str, list[dict]], title: s
     nearest-neighbour strips (``strips[direction]``: rows with ``path``, ``translation``, ``source`` and
     ``neighbours`` [(file, distance)])."""
     out = Path(out)
-    dirs = [d for d in ("a2b", "b2a") if metrics.get(d) is not None]
+    dirs = [d for d in DIRECTIONS if metrics.get(d) is not None]
     p = [f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR_MARK}<title>{html.escape(title)}</title>",
          f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
          "<table><tr><th>measure</th>" + "".join(f"<th>{d}</th>" for d in dirs) + "</tr>"]

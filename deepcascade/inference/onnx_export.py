@@ -23,6 +23,7 @@ from torch import nn
 
 from ..version import __version__
 from ..data.images import list_images, load_image
+from ..domains import DIRECTIONS
 from ..errors import UserError
 from ..fileio import atomic_path, check_output_location, write_text
 from .onnx_engine import EXTRA_HINT, INPUT_NAME, LAYOUT, OUTPUT_NAME, OnnxTranslator, sidecar_path
@@ -145,7 +146,7 @@ def export_onnx(run_dir: str | Path, direction: str = "a2b", out: str | Path | N
     import_onnx()
     from .onnx_engine import import_onnxruntime
     import_onnxruntime()
-    if direction not in ("a2b", "b2a"):
+    if direction not in DIRECTIONS:
         raise UserError(f"--direction must be a2b or b2a, got {direction!r}")
     start = time.perf_counter()
     t = Translator.from_run(run_dir, device="cpu")

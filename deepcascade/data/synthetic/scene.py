@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-DOMAINS = ("A", "B")
+from ...domains import FOLDER_DOMAINS as DOMAINS
+
 MIN_SIZE = 32
 TEST_INDEX_BASE = 1_000_000_000  # test image i has index TEST_INDEX_BASE + i; train indices are 0..n-1
 
