@@ -1,7 +1,8 @@
 """`deepcascade export` to ONNX, the torch-free lines of docs/deployment.md, and `translate --engine onnxruntime`.
 
-A tiny run down to cascade level 4 (random VGG-19, 32 px) is exported once; onnxruntime's translations are
-compared with `Translator`'s, and the documented lines run in a Python where `import torch` fails.
+A tiny run down to cascade level 4 (the demo's backbone, EfficientNet-Lite0 cut at stride 16, with random
+weights, 32 px: a 10 MB file) is exported once; onnxruntime's translations are compared with `Translator`'s, and
+the documented lines run in a Python where `import torch` fails. The suite's VGG-19 tiny run is exported too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def level4_run(module_tmp, tiny_config, synthetic_data):
     root = module_tmp("export_run")
     (root / "data").symlink_to(synthetic_data(n=4, size=32, seed=1, n_test=3))
     cfg = tiny_config(root / "cfg.yaml", root / "data", name="tinyx", engine={"checkpoint_every": 1},
+                      backbone={"name": "efficientnet_lite0_s16", "weights": "random"},
                       invert={"levels": [5, 4], "steps": 1, "batch_size": 2, "lambda_adv": 0},
                       deep={"steps": 1, "batch_size": 2, "critic_width": 16, "gn_groups": 8},
                       cascade={"final_level": 4, "steps": 1, "batch_size": 2, "critic_width": 16,
@@ -101,6 +103,18 @@ def test_export_round_trip_matches_translator(level4_run, exported):
     # kernels may be picked for another batch size)
     one = onnx.translate_array(np.asarray(fit(images[1], 32))[None])
     assert np.abs(one[0].astype(int) - got[1].astype(int)).max() <= 1
+
+
+def test_export_round_trip_on_the_vgg19_tiny_run(tiny_run, tmp_path):
+    from deepcascade import Translator
+
+    root, _, run = tiny_run
+    report = onnx_export.export_onnx(run, "b2a", tmp_path / "vgg.onnx")
+    assert report["psnr"] >= 40.0 and report["out"].is_file()
+    images = _test_images(root, "B")
+    got = np.stack([np.asarray(im) for im in OnnxTranslator.from_file(report["out"]).translate(images)])
+    want = np.stack([np.asarray(im) for im in Translator.from_run(run, device="cpu").translate(images, "b2a")])
+    assert _psnr(got, want) >= 40.0
 
 
 def test_export_refuses_below_40_db_and_leaves_nothing(level4_run, tmp_path, dc, monkeypatch):

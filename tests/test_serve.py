@@ -1,7 +1,8 @@
 """`deepcascade serve`: the page's functions through gradio_client on a launched app (127.0.0.1), and a real
 browser (Playwright driving the system Chromium) that uploads an image and waits for its translation.
 
-The run: random VGG-19 at 32 px, I_5, the level-5 translators and a level-5 deepVAE per domain (a few steps).
+The run: the demo's backbone (EfficientNet-Lite0 cut at stride 16) with random weights at 32 px, I_5, the
+level-5 translators and a level-5 deepVAE per domain (a few steps each).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def served_run(module_tmp, tiny_config, synthetic_data):
     root = module_tmp("serve_run")
     (root / "data").symlink_to(synthetic_data(n=4, size=32, seed=1, n_test=3))
     cfg = tiny_config(root / "cfg.yaml", root / "data", name="tinyserve", engine={"checkpoint_every": 1000},
+                      backbone={"name": "efficientnet_lite0_s16", "weights": "random"},
                       invert={"levels": [5], "steps": 1, "batch_size": 2, "lambda_adv": 0},
                       deep={"steps": 1, "batch_size": 2, "critic_width": 16, "gn_groups": 8},
                       cascade={"final_level": 5},
