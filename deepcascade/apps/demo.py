@@ -213,6 +213,9 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
              *synthesis_notes(report["synthesis"], cfg),
              "Per-direction pages: a2b/index.html, b2a/index.html; synthesis: synth_a/index.html, "
              f"synth_b/index.html. Training samples: {os.path.relpath(run_dir / 'samples', pages)}/.",
+             f"To ship or show the run: deepcascade export --run {run_dir} --direction a2b (one ONNX file that runs "
+             f"without torch), deepcascade serve --run {run_dir} --eval {pages / 'eval'} (a local page); "
+             f"docs/deployment.md.",
              "deepcascade evaluate (eval/index.html, eval/metrics.json; see docs/evaluation.md):",
              *report["evaluation"]["summary"]]
     write_index(pages, "deepcascade demo: zebra-like (A) <-> giraffe-like (B)", ["source", "result", "levels"],
