@@ -154,10 +154,11 @@ def test_export_refuses_a_missing_run_and_a_bad_size(level4_run, tmp_path, dc):
     assert r.returncode == 2 and "--image-size" in r.stderr and "multiple of 16" in r.stderr
 
 
-def _documented_lines() -> str:
+def _documented_lines() -> list[str]:
+    """The Python blocks of docs/deployment.md's torch-free section: the onnxruntime lines, then OnnxTranslator's."""
     text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
-    section = text.split("## Translate an image without torch", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text.split("## Translate an image without torch", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def test_documented_lines_translate_without_torch(level4_run, exported, tmp_path):
@@ -165,7 +166,7 @@ def test_documented_lines_translate_without_torch(level4_run, exported, tmp_path
 
     root, _ = level4_run
     run, model, _ = exported
-    code = _documented_lines()
+    code, api = _documented_lines()
     assert len(code.strip().splitlines()) <= 7 and "torch" not in code.replace("onnxruntime", "")
     work = tmp_path / "work"
     work.mkdir()
@@ -186,6 +187,12 @@ def test_documented_lines_translate_without_torch(level4_run, exported, tmp_path
     got = np.asarray(Image.open(work / "translated.png"))
     want = np.asarray(Translator.from_run(run, device="cpu").translate(Image.open(work / "photo.jpg")))
     assert got.shape == (32, 32, 3) and _psnr(got, want) >= 40.0
+    # deepcascade's own OnnxTranslator, also without torch
+    (work / "translated.png").unlink()
+    r = subprocess.run([sys.executable, "-c", api], cwd=work, env={**env, "PYTHONPATH": f"{shim}:{ROOT}"},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _psnr(np.asarray(Image.open(work / "translated.png")), want) >= 40.0
 
 
 def _photos(root: Path, folder: Path) -> Path:
