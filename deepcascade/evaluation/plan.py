@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backbones.weights import MissingWeights
+from ..domains import DIRECTIONS
 from ..errors import UserError
 from .fidelity import EXTRACTOR, FID_BOOTSTRAP, KID_SUBSET_SIZE, KID_SUBSETS, resolve_inception_weights
-from ..domains import DIRECTIONS
 from .images import ImageSet
 from .perceptual import resolve_alexnet_weights
 
