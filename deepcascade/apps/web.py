@@ -56,11 +56,11 @@ class ServeSession:
         from ..inference.translator import Translator
 
         self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise UserError(f"--run not found: {run_dir}")
         self.eval_dir = Path(eval_dir) if eval_dir else self.run_dir / "eval"
         if eval_dir and not (self.eval_dir / "metrics.json").is_file():
             raise UserError(f"--eval {eval_dir} holds no metrics.json; give the folder `deepcascade evaluate` wrote")
-        if not self.run_dir.is_dir():
-            raise UserError(f"--run not found: {run_dir}")
         self.translator = Translator.from_run(run_dir, device=device)
         self.image_size = self.translator.image_size
         self.synth_domains, self.synthesizer = self._synthesis()
