@@ -125,8 +125,11 @@ PRESETS: dict[str, dict] = {
         "backbone": {"weights": "runs/zebra2giraffe-finetune/vgg19-finetuned.pth"},
         "finetune": {"epochs": 50, "batch_size": 25, "lr": 0.01}}),
     # ours, for a CPU: the data are the user's (data.root or data.domain_a/b)
-    "cpu-fast": _cpu_preset("cpu-fast", 64, invert=(300, 600), deep=700, cascade=200, synth=(200, 50)),
-    "cpu-quality": _cpu_preset("cpu-quality", 96, invert=(300, 800), deep=1000, cascade=300, synth=(600, 200)),
+    # deepVAE: a VAE step is cheap (about 500 images/s at 64 px on one core) and with 200 of them the codes carry
+    # little (KL 12-23 nats), so every sample decodes alike; 1000 VAE steps and 150 per conditional level give
+    # varied samples (docs/measurements.md, "The demo's synthesis panel")
+    "cpu-fast": _cpu_preset("cpu-fast", 64, invert=(300, 600), deep=700, cascade=200, synth=(1000, 150)),
+    "cpu-quality": _cpu_preset("cpu-quality", 96, invert=(300, 800), deep=1000, cascade=300, synth=(1000, 200)),
     # Not an experiment of the paper: the deepVAE's measured recipe on the built-in synthetic domains
     # (docs/measurements.md, "Synthesis (deepVAE) on the built-in synthetic domains"), sized for about an hour of
     # one CPU core.

@@ -293,7 +293,8 @@ def synthesis_notes(report: dict, cfg) -> list[str]:
                  f"test images of the domain; 1 = as varied as real images, 0 = one image repeated; "
                  f"eval_synth_a/, eval_synth_b/): {shown}.")
     if all(r is not None and r >= COLLAPSE_TARGET for r in ratios.values()):
-        lines.append(f"Both at least {COLLAPSE_TARGET}: the samples vary about as real images do.")
+        lines.append(f"Both at least {COLLAPSE_TARGET}: the samples are not one image repeated; they vary less "
+                     f"than real images do (1.0).")
     else:
         lines.append(f"Below {COLLAPSE_TARGET}: this budget is too small for varied samples; the panel shows "
                      f"what each domain's deepVAE learned first, its typical layout. The preset "
