@@ -6,6 +6,8 @@ written into the run directory. Needs ``pip install 'deepcascade[serve]'``. docs
 
 from __future__ import annotations
 
+import signal
+
 HELP = "a local web page to translate images with a run (gradio; 127.0.0.1 by default)"
 
 
@@ -33,8 +35,13 @@ def run(args) -> int:
     app = build_app(ServeSession(args.run, device=args.device, eval_dir=args.eval), concurrency=args.concurrency)
     url = launch(app, args.host, args.port)
     print(f"serving {args.run} at {url} (Ctrl-C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, _stop)  # `kill` stops it like Ctrl-C: the session's temporary folder goes too
     try:
         app.block_thread()
     finally:
         app.close()
     return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
