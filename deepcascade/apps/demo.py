@@ -178,6 +178,7 @@ def run_demo(out: str | Path, mode: str = "demo", device: str = "auto", seed: in
     if not is_complete(data_dir, n=m.n_train, size=size, seed=seed, n_test=m.n_test):
         print(f"writing synthetic data ({m.n_train} training + {m.n_test} test images per domain) to {data_dir}")
         write_dataset(data_dir, n=m.n_train, size=size, seed=seed, n_test=m.n_test, progress=False)
+    cfg = demo_config(mode, data_dir, device)  # again, now that data.root's test folders exist to be filled in
     print(f"training every stage into {run_dir} (re-running the demo resumes where it stopped)")
     run_training(cfg, run_dir, "all")
     t_train = time.time() - t_start
