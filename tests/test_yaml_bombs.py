@@ -127,6 +127,17 @@ def test_malformed_files_are_one_line(tmp_path, text, said):
     assert said in str(e.value) and str(f) in str(e.value) and "\n" not in str(e.value)
 
 
+def test_library_entry_points_read_through_the_bounded_loader(tmp_path):
+    """evaluate_run and Translator.from_run (the demo and scripts call them without the CLI's checks)."""
+    from deepcascade.evaluation.entry_points import evaluate_run
+    from deepcascade.inference.translator import Translator
+
+    run = _poisoned_run(tmp_path / "run", LAUGHS)
+    for call in (lambda: evaluate_run(run, tmp_path / "e"), lambda: Translator.from_run(run, device="cpu")):
+        with pytest.raises(UserError, match="expands to more than"):
+            call()
+
+
 def test_a_run_directory_config_names_the_file(tmp_path):
     from deepcascade.rundir import RunDir
 

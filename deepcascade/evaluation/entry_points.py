@@ -24,14 +24,12 @@ log = logging.getLogger("deepcascade")
 
 
 def _run_config(run: Path):
-    import yaml
-
-    from ..config import config_from_dict
+    from ..config import config_from_file  # the bounded YAML reader (deepcascade.safe_yaml)
 
     f = run / "config.yaml"
     if not f.is_file():
         raise UserError(f"{run} is not a deepcascade run directory (no config.yaml)")
-    return config_from_dict(yaml.safe_load(f.read_text(encoding="utf-8")) or {})
+    return config_from_file(f)
 
 
 def _optional_set(folder: str, size: int, what: str) -> ImageSet | None:
