@@ -9,7 +9,9 @@ image's outer frame in the source and in another image; ``deepcascade evaluate``
 - ``I_l(e_l(source))``: the source's own features of level l inverted, untranslated: the floor of a translation
   inverted from that level (what the inversion alone loses);
 - ``T cut at l``: the translation stopped at level l and inverted there: level 5 is the deepest translator
-  alone, each further row adds a cascade level.
+  alone, each further row adds a cascade level;
+- ``no AdaIN``: the same with every predictor M^l's output replaced by zeros (plain instance normalization):
+  the share of the source's appearance that reaches the translation through the AdaIN parameters at all.
 
 A translation row far above its level's floor points at the translator of that level.
 """
@@ -26,23 +28,26 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepcascade.data.transforms import to_tensor  # noqa: E402
+from deepcascade.evaluation.appearance import frame_colour  # noqa: E402
 from deepcascade.inference.translator import Translator  # noqa: E402
-
-FRAME = 1 / 8  # the outer eighth of each side
-
-
-def frame_colour(x: torch.Tensor) -> torch.Tensor:
-    """Mean RGB colour (N, 3) of the outer frame of images (N, 3, S, S) in [0, 1]."""
-    s = x.shape[-1]
-    k = max(1, round(s * FRAME))
-    mask = torch.ones(s, s, dtype=torch.bool)
-    mask[k:-k, k:-k] = False
-    return x[:, :, mask].mean(-1)
 
 
 def error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((frame_colour(a) - frame_colour(b)).norm(dim=1).mean())
+    """Mean frame colour error between image batches (N, 3, S, S) in [0, 1] (evaluate's measure)."""
+    def colours(x):
+        return np.stack([frame_colour(im.permute(1, 2, 0).numpy() * 255.0) for im in x])
+    return float(np.linalg.norm(colours(a) - colours(b), axis=1).mean())
+
+
+class ZeroParams(torch.nn.Module):
+    """Stands in for a predictor M^l: all-zero AdaIN parameters (gamma 1, beta 0) whatever the source."""
+
+    def __init__(self, predictor: torch.nn.Module):
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(self.predictor(features))
 
 
 def main() -> None:
@@ -65,8 +70,16 @@ def main() -> None:
         for level in range(5, final - 1, -1):
             rec = t.reconstruct_tensor(s, level=level)
             out = t.translate_tensor(s, direction, final_level=level)
+            levels = t.cascade.levels
+            saved = {l: dict(nets.items()) for l, nets in levels.items()}
+            for nets in levels.values():
+                for k in [k for k in nets if k.startswith("M_")]:
+                    nets[k] = ZeroParams(nets[k])
+            plain = t.translate_tensor(s, direction, final_level=level)
+            for l, nets in saved.items():
+                levels[l].update(nets)
             print(f"{direction}: level {level}: floor I_l(e_l(source)) {error(s, rec):.3f}  "
-                  f"T cut at {level} {error(s, out):.3f}")
+                  f"T cut at {level} {error(s, out):.3f}  no AdaIN {error(s, plain):.3f}")
 
 
 if __name__ == "__main__":

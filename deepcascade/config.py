@@ -153,16 +153,6 @@ class CascadeConfig:
     lambda_up: float = _f(0.0, "up-consistency weight through the frozen backbone slice l -> l+1", min=0.0)
     lambda_layout: float = _f(0.0, "weight of the layout term against the source's level-l features "
                                    "(losses.layout_loss) [ours]", min=0.0)
-    lambda_rec_source: float = _f(0.0, "weight of the reconstruction in the source's own domain: "
-                                       "T^l_AB(e_l+1(a); M^l_AB(e_l(a))) should give e_l(a), so M^l learns to "
-                                       "encode the appearance of the images it is given at test time [ours]",
-                                  min=0.0)
-    recolour: bool = _f(False, "the reconstructions read the level-l features of a hue-rotated copy of the "
-                               "image through M^l and must reproduce them from the original's deeper features, "
-                               "so M^l carries the source's colours past the deeper translation [ours]")
-    predictor_adversarial: bool = _f(True, "let the adversarial term train the AdaIN predictors M^l (false: "
-                                           "M^l learns from the reconstruction terms only, as an appearance "
-                                           "encoder the critic cannot bend toward a few target colours) [ours]")
     critic_width: int = _f(256, "channels of the level-l critics' convs", min=1)
     predictor_width: int = _f(512, "channels of the AdaIN predictors' strided convs (512 in Table 2)", min=1)
     ema_decay: float = _f(0.0, "decay of the moving average of T^l's and M^l's weights that the inference "

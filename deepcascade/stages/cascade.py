@@ -6,15 +6,6 @@ features: ``ẽ_l = T^l_AB(ẽ_{l+1}; M^l_AB(e_l(a)))``. Losses [ours; the paper
   * WGAN-GP on level-l features, one critic per direction (real = target-domain features);
   * teacher-forced reconstruction ``||T^l_AB(e_{l+1}(b); M^l_AB(e_l(b))) - e_l(b)||_1`` and symmetric,
     weight ``cascade.lambda_rec``: fed the target domain's own deeper features, T^l must reproduce its level;
-  * optional source-domain reconstruction (``cascade.lambda_rec_source``): the same with the source's own
-    features, ``||T^l_AB(e_{l+1}(a); M^l_AB(e_l(a))) - e_l(a)||_1``, so that M^l_AB learns to encode the
-    appearance of the domain it reads at test time;
-  * ``cascade.recolour``: the reconstructions read the level-l features of a hue-rotated copy of the image
-    through M^l and must reproduce them, while the deeper input stays the original's: the deeper level carries
-    shape, M^l must carry colour (at test time the deeper input is a translation whose colours are not the
-    source's);
-  * ``cascade.predictor_adversarial: false`` keeps the adversarial gradient out of M^l: the predictor is then
-    trained by the reconstructions alone, and the critic cannot make it map every source to a few target colours;
   * optional up-consistency (``cascade.lambda_up``): the output pushed through the frozen backbone slice
     l -> l+1 (denormalize, slice, normalize) should give back the translated level-l+1 input.
 """
@@ -34,21 +25,9 @@ from .adversarial import adversarial_step, make_optimizers
 from .experiment import Experiment
 
 
-def translate_level(nets: dict, d: str, deeper: torch.Tensor, source_l: torch.Tensor,
-                    train_predictor: bool = True) -> torch.Tensor:
-    """T^l_d(deeper; M^l_d(source level-l features)); with ``train_predictor`` false no gradient reaches M^l_d."""
-    params = nets[f"M_{d}"](source_l)
-    return nets[f"T_{d}"](deeper, params if train_predictor else params.detach())
-
-
-def hue_rotation(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Images (N, 3, H, W) in [0, 1] with their colours rotated about the grey axis by ``angles`` (N,) radians
-    (Rodrigues' formula), clamped to [0, 1]: hue changes, grey levels and shapes stay."""
-    k = torch.full((3,), 3 ** -0.5, device=images.device)
-    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], device=images.device) * 3 ** -0.5
-    cos, sin = angles.cos()[:, None, None], angles.sin()[:, None, None]
-    rot = cos * torch.eye(3, device=images.device) + sin * cross + (1 - cos) * torch.outer(k, k)
-    return torch.einsum("nij,njhw->nihw", rot, images).clamp(0, 1)
+def translate_level(nets: dict, d: str, deeper: torch.Tensor, source_l: torch.Tensor) -> torch.Tensor:
+    """T^l_d(deeper; M^l_d(source level-l features))."""
+    return nets[f"T_{d}"](deeper, nets[f"M_{d}"](source_l))
 
 
 def critic_step(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, lambda_gp: float, ctx: TrainContext):
@@ -69,25 +48,15 @@ def generator_losses(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, c, 
     layout against the source's level-l features).
 
     ``up`` maps normalized level-l features to normalized level-(l+1) features through the frozen
-    backbone slice; needed only when ``c.lambda_up > 0``. With ``cascade.recolour`` the batches also hold
-    ``"recoloured"``: the level-l features of the same crops with their hues rotated, which the reconstructions
-    read through M^l and must reproduce, while the deeper input stays the original's.
+    backbone slice; needed only when ``c.lambda_up > 0``.
     """
-    ab = translate_level(nets, "AB", in_ab, a[level], c.predictor_adversarial)
-    ba = translate_level(nets, "BA", in_ba, b[level], c.predictor_adversarial)
+    ab = translate_level(nets, "AB", in_ab, a[level])
+    ba = translate_level(nets, "BA", in_ba, b[level])
     adv = wgan_generator_loss(nets["D_B"], ab) + wgan_generator_loss(nets["D_A"], ba)
-    a_l, b_l = a.get("recoloured", a[level]), b.get("recoloured", b[level])
-
-    def rec_term(d: str, x: dict, x_l: torch.Tensor) -> torch.Tensor:
-        return feature_distance(translate_level(nets, d, x[level + 1], x_l), x_l)
-
-    rec = rec_term("AB", b, b_l) + rec_term("BA", a, a_l)
+    rec = (feature_distance(translate_level(nets, "AB", b[level + 1], b[level]), b[level])
+           + feature_distance(translate_level(nets, "BA", a[level + 1], a[level]), a[level]))
     total = adv + c.lambda_rec * rec
     out = {"g_adv": adv, "rec": rec}
-    if c.lambda_rec_source > 0:
-        # the same reconstruction in the source's domain: the predictor meets the images it reads at test time
-        out["rec_source"] = rec_term("AB", a, a_l) + rec_term("BA", b, b_l)
-        total = total + c.lambda_rec_source * out["rec_source"]
     if c.lambda_up > 0:
         consistency = feature_distance(up(ab), in_ab) + feature_distance(up(ba), in_ba)
         total = total + c.lambda_up * consistency
@@ -129,22 +98,10 @@ class CascadeStage(Stage):
 
     def next_batch(self, generator):
         n, k = self.batch_size, self.c.n_critic + 1
-        recolour = self.c.recolour
-        a = self.exp.domain_a.sample(n * k, generator, levels=self.levels, with_image=recolour)
-        b = self.exp.domain_b.sample(n * k, generator, levels=self.levels, with_image=recolour)
-        angles = torch.rand(2, n, generator=generator) * (2 * torch.pi) if recolour else None
+        a = self.exp.domain_a.sample(n * k, generator, levels=self.levels, with_image=False)
+        b = self.exp.domain_b.sample(n * k, generator, levels=self.levels, with_image=False)
         split = lambda d: [dict(zip(self.levels, parts)) for parts in zip(*(d[l].split(n) for l in self.levels))]
-        parts = split(a), split(b)
-        if recolour:  # only the generator's batch (the last) is reconstructed
-            for part, d, angle in zip(parts, (a, b), angles):
-                part[-1]["recoloured"] = self._features(hue_rotation(d["image"][-n:], angle.to(d["image"].device)))
-        return parts
-
-    @torch.no_grad()
-    def _features(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalized level-l backbone features of ``images`` (N, 3, S, S) in [0, 1]."""
-        exp = self.exp
-        return exp.normalizer.normalize(exp.backbone(images, [self.level])[self.level], self.level)
+        return split(a), split(b)
 
     def _inputs(self, a: dict, b: dict):
         """Frozen cascade's translations down to level l+1 (no gradient)."""
