@@ -16,20 +16,12 @@ from ..data.synthetic import find_meta
 from ..errors import UserError
 from ..inference.synthesis_manifest import MANIFEST, synthesis_samples
 from ..inference.translate_folder import png_name, translation_files
+from ..rundir import RunDir
 from .images import ImageSet
 from .measures import evaluate
 from .plan import DOMAINS, MIN_IMAGE_SIZE, Direction, Options
 
 log = logging.getLogger("deepcascade")
-
-
-def _run_config(run: Path):
-    from ..config import config_from_file  # the bounded YAML reader (deepcascade.safe_yaml)
-
-    f = run / "config.yaml"
-    if not f.is_file():
-        raise UserError(f"{run} is not a deepcascade run directory (no config.yaml)")
-    return config_from_file(f)
 
 
 def _optional_set(folder: str, size: int, what: str) -> ImageSet | None:
@@ -62,7 +54,7 @@ def evaluate_run(run: str | Path, out: str | Path, direction: str = "both", refe
 
     opts = opts or Options()
     run, out = Path(run), Path(out)
-    cfg = _run_config(run)
+    cfg = RunDir(run).config()
     d = cfg.data
     size = d.image_size
     names = list(DOMAINS) if direction == "both" else [direction]

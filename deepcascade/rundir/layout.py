@@ -101,6 +101,13 @@ class RunDir:
             return None
         return config_from_file(self.config_file)
 
+    def config(self) -> Config:
+        """The stored config of a run that must exist: exit 2 naming the folder when it is not a run directory."""
+        cfg = self.stored_config()
+        if cfg is None:
+            raise UserError(f"{self.path} is not a deepcascade run directory (no config.yaml)")
+        return cfg
+
     def write_config(self, cfg: Config) -> None:
         write_text(self.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 

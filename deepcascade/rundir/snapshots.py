@@ -162,9 +162,7 @@ class TrainedRun:
 def open_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
     """Open a run directory trained by ``deepcascade train`` for inference."""
     run = RunDir(run_dir)
-    cfg = run.stored_config()
-    if cfg is None:
-        raise UserError(f"{run_dir} is not a deepcascade run directory (no config.yaml)")
+    cfg = run.config()
     if not run.normalization_file.is_file():
         raise UserError(f"{run_dir} has no normalization statistics ({run.normalization_file}); train it first")
     dev = resolve_device(device)
