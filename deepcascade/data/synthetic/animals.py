@@ -15,9 +15,9 @@ ground of grass / savanna / dirt with multi-scale value noise, horizon at 35-68%
 animal's feet, a soft shadow), and vary position, scale (by bounding-box area, so size is no cue), pose (neck and
 head angle, independent leg swing, tail) and facing (left/right). The animal is always wholly inside the frame.
 Position is no cue either: the centre of the animal's bounding box is uniform in ``CENTRE_X`` x ``CENTRE_Y`` in
-both domains, and an animal too large for the frame around its centre is shrunk (version 1 placed each animal
-wherever it fitted, so the wide zebras varied less in x and the tall giraffes less in y, and a translator that
-placed its outputs like the target's real images had to move them: docs/measurements.md). Rendering uses PIL
+both domains, and an animal too large for the frame around its centre is shrunk, so that wide and tall animals
+spread alike (a translator that places its outputs like the target's real images then need not move them:
+docs/measurements.md). Rendering uses PIL
 ImageDraw at 2-4x supersampling, then a box-filter downsample (antialiasing); the smooth background is drawn at the
 output size and upsampled (rendering speed: docs/measurements.md).
 
