@@ -57,6 +57,12 @@ def _register(pair: Pair) -> None:
     PAIRS[pair.name] = pair
 
 
+def _object_pair(name: str, **fields) -> Pair:
+    """A pair drawn by the object renderer (``objects.py``) under ``name``."""
+    return Pair(name=name, version=objects.VERSION,
+                render_with_mask=lambda d, i, size, seed: objects.render_with_mask(name, d, i, size, seed), **fields)
+
+
 _register(Pair(
     name="animals", version=animals.VERSION,
     domain_a="zebra-like: wide low striped body, short legs and neck",
@@ -66,31 +72,28 @@ _register(Pair(
     image_measure=measures.domain_score, estimate_mask=measures.textured_pixels, threshold=measures.ASPECT_THRESHOLD,
     measure="bounding-box height / width"))
 
-_register(Pair(
-    name="discs-stars", version=objects.VERSION,
+_register(_object_pair(
+    "discs-stars",
     domain_a="a round disc or blob (slightly oval, wobbly outline)",
     domain_b="a star of 5-7 points",
     differs="silhouette outline: A fills most of its bounding box, B leaves it half empty between its points",
-    render_with_mask=lambda d, i, size, seed: objects.render_with_mask("discs-stars", d, i, size, seed),
     mask_measure=measures.mask_spikiness, image_measure=measures.object_spikiness, estimate_mask=measures.object_pixels,
     threshold=0.31,
     measure="share of the bounding box left empty"))
-_register(Pair(
-    name="mugs-bottles", version=objects.VERSION,
+_register(_object_pair(
+    "mugs-bottles",
     domain_a="a mug (squat body, ring handle on one side)",
     domain_b="a bottle (tall body, shoulders, neck and cap)",
     differs="silhouette aspect: A wider than tall, B two to three times taller than wide",
-    render_with_mask=lambda d, i, size, seed: objects.render_with_mask("mugs-bottles", d, i, size, seed),
     mask_measure=measures.mask_aspect, image_measure=measures.object_aspect, estimate_mask=measures.object_pixels,
     threshold=1.3,
     measure="bounding-box height / width"))
 
-_register(Pair(
-    name="rings-crosses", version=objects.VERSION,
+_register(_object_pair(
+    "rings-crosses",
     domain_a="a ring (a round object with a hole)",
     domain_b="a cross (two bars crossing, no hole)",
     differs="the middle of the silhouette: A has a hole there, B is solid where its bars cross",
-    render_with_mask=lambda d, i, size, seed: objects.render_with_mask("rings-crosses", d, i, size, seed),
     mask_measure=measures.mask_centre_cover, image_measure=measures.object_centre_cover,
     estimate_mask=measures.object_pixels,
     threshold=0.5, measure="share of the silhouette's middle that it covers"))
