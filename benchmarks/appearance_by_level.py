@@ -5,7 +5,8 @@
 For each direction it prints the frame colour error (the distance between the mean RGB colours, 0..1, of the
 image's outer frame in the source and in another image; ``deepcascade evaluate`` reports the final level's) of:
 
-- ``chance``: the source against randomly paired real target-domain test images;
+- ``chance``: the source against randomly paired real target-domain test images (evaluate's pairing), and
+  each translation's progress from chance (0) to its level's floor (1);
 - ``I_l(e_l(source))``: the source's own features of level l inverted, untranslated: the floor of a translation
   inverted from that level (what the inversion alone loses);
 - ``T cut at l``: the translation stopped at level l and inverted there: level 5 is the deepest translator
@@ -19,24 +20,17 @@ A translation row far above its level's floor points at the translator of that l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepcascade.evaluation.appearance import frame_colour  # noqa: E402
+from deepcascade.evaluation.appearance import appearance_measure  # noqa: E402
 from deepcascade.inference.translator import Translator  # noqa: E402
-
-
-def error(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean frame colour error between image batches (N, 3, S, S) in [0, 1] (evaluate's measure)."""
-    def colours(x):
-        return np.stack([frame_colour(im.permute(1, 2, 0).numpy() * 255.0) for im in x])
-    return float(np.linalg.norm(colours(a) - colours(b), axis=1).mean())
 
 
 class ZeroParams(torch.nn.Module):
@@ -50,6 +44,28 @@ class ZeroParams(torch.nn.Module):
         return torch.zeros_like(self.predictor(features))
 
 
+@contextlib.contextmanager
+def predictors_zeroed(cascade):
+    """Every cascade level's M^l replaced by :class:`ZeroParams` inside the block, restored after it."""
+    saved = {l: dict(nets.items()) for l, nets in cascade.levels.items()}
+    for nets in cascade.levels.values():
+        for k in [k for k in nets if k.startswith("M_")]:
+            nets[k] = ZeroParams(nets[k])
+    try:
+        yield
+    finally:
+        for l, nets in saved.items():
+            cascade.levels[l].update(nets)
+
+
+def frame_error(sources: torch.Tensor, images: torch.Tensor, floor: torch.Tensor, targets: torch.Tensor) -> dict:
+    """evaluate's appearance figures (frame colour error, its floor, chance level and progress) of ``images``
+    against ``sources``, all (N, 3, S, S) in [0, 1]."""
+    pixels = lambda x: (lambda i: x[i].permute(1, 2, 0).numpy() * 255.0)
+    return appearance_measure(len(sources), pixels(sources), pixels(images), pixels(floor), len(targets),
+                              pixels(targets))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a trained run folder (cascade trained to its final level)")
@@ -61,25 +77,18 @@ def main() -> None:
     t = Translator.from_run(args.run, device=args.device)
     x = {d: torch.stack([t.preprocess(Image.open(f).convert("RGB"))
                          for f in sorted((data / f"test{d}").glob("*.png"))[: args.n]]) for d in "AB"}
-    final = t.cascade.final_level
-    perm = np.random.default_rng(0)
+    levels = range(5, t.cascade.final_level - 1, -1)
     for src, tgt, direction in (("A", "B", "a2b"), ("B", "A", "b2a")):
         s = x[src]
-        chance = x[tgt][torch.as_tensor(perm.integers(0, len(x[tgt]), len(s)))]
-        print(f"{direction}: chance {error(s, chance):.3f}")
-        for level in range(5, final - 1, -1):
-            rec = t.reconstruct_tensor(s, level=level)
-            out = t.translate_tensor(s, direction, final_level=level)
-            levels = t.cascade.levels
-            saved = {l: dict(nets.items()) for l, nets in levels.items()}
-            for nets in levels.values():
-                for k in [k for k in nets if k.startswith("M_")]:
-                    nets[k] = ZeroParams(nets[k])
-            plain = t.translate_tensor(s, direction, final_level=level)
-            for l, nets in saved.items():
-                levels[l].update(nets)
-            print(f"{direction}: level {level}: floor I_l(e_l(source)) {error(s, rec):.3f}  "
-                  f"T cut at {level} {error(s, out):.3f}  no AdaIN {error(s, plain):.3f}")
+        out = {l: t.translate_tensor(s, direction, final_level=l) for l in levels}
+        with predictors_zeroed(t.cascade):
+            plain = {l: t.translate_tensor(s, direction, final_level=l) for l in levels}
+        for l in levels:
+            rec = t.reconstruct_tensor(s, level=l)
+            m, z = frame_error(s, out[l], rec, x[tgt]), frame_error(s, plain[l], rec, x[tgt])
+            print(f"{direction}: level {l}: chance {m['frame_colour_error_chance']:.3f}  floor I_l(e_l(source)) "
+                  f"{m['frame_colour_error_floor']:.3f}  T cut at {l} {m['frame_colour_error']:.3f} "
+                  f"(progress {m['frame_colour_error_progress']:.2f})  no AdaIN {z['frame_colour_error']:.3f}")
 
 
 if __name__ == "__main__":
