@@ -1,9 +1,12 @@
-"""Image geometry: resize the shorter side, centre-crop a square, and the tensor <-> PIL conversions."""
+"""Image geometry: resize the shorter side, centre-crop a square, and the tensor <-> PIL conversions.
+
+torch is imported only by the conversions, so the Pillow geometry also serves the torch-free ONNX engine
+(``inference/onnx_engine.py``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
 
@@ -24,12 +27,16 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> float tensor (3, H, W) in [0, 1]."""
+    import torch
+
     arr = np.asarray(img, dtype=np.uint8).copy()
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
     """Float tensor (3, H, W) in [0, 1] -> PIL RGB."""
+    import torch
+
     arr = (x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, mode="RGB")
 

@@ -69,11 +69,10 @@ def synthetic_problem(meta: dict) -> str | None:
 
 def silhouette_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """(centre y, centre x, height, width) of the 1st-99th percentile box of the mask's pixels, in pixels."""
-    ys, xs = np.nonzero(mask)
-    if len(ys) < 4:
+    box = synthetic.measures.robust_box(mask)
+    if box is None:
         return None
-    y0, y1 = np.percentile(ys, [1, 99])
-    x0, x1 = np.percentile(xs, [1, 99])
+    y0, y1, x0, x1 = box
     return (y0 + y1) / 2, (x0 + x1) / 2, y1 - y0 + 1, x1 - x0 + 1
 
 

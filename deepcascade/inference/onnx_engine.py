@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..data.transforms import center_crop, resize_shorter
 from ..errors import UserError
 
 #: the names of the graph's input and output, and the layout both use
@@ -53,16 +54,9 @@ def providers(device: str = "auto") -> list[str]:
 
 
 def fit(image: Image.Image, size: int) -> Image.Image:
-    """RGB, shorter side scaled to ``size`` (bicubic) and centre-cropped to a square: the run's test transform
-    (``deepcascade.data.transforms.center_square``, which needs torch), in Pillow alone."""
-    image = image.convert("RGB")
-    w, h = image.size
-    if min(w, h) != size:
-        scale = size / min(w, h)
-        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
-    w, h = image.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    """RGB, shorter side scaled to ``size`` and centre-cropped to a square: the run's test transform
+    (``deepcascade.data.transforms.center_square``) without its conversion to a tensor."""
+    return center_crop(resize_shorter(image.convert("RGB"), size), size)
 
 
 def read_sidecar(model: Path) -> dict:

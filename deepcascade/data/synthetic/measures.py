@@ -115,7 +115,7 @@ def object_pixels(img: Image.Image | np.ndarray) -> np.ndarray:
     return dist > max(cut, float(np.percentile(dist[frame], 99)))
 
 
-def _robust_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+def robust_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """(y0, y1, x0, x1) of the 1st-99th percentile range of the mask's rows and columns; None when empty."""
     ys, xs = np.nonzero(mask)
     if len(ys) < 4:
@@ -126,14 +126,14 @@ def _robust_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 
 def object_aspect(img: Image.Image | np.ndarray) -> float:
     """Bounding-box height / width of :func:`object_pixels`, from the image alone."""
-    box = _robust_box(object_pixels(img))
+    box = robust_box(object_pixels(img))
     return float("nan") if box is None else float(box[1] - box[0] + 1) / float(box[3] - box[2] + 1)
 
 
 def mask_spikiness(mask: np.ndarray) -> float:
     """The share of the silhouette's bounding box (its robust box: 1st-99th percentile of rows and columns) that
     the silhouette leaves empty: a disc about 0.2, a star of 5-8 points 0.45-0.65; NaN for an empty mask."""
-    box = _robust_box(mask)
+    box = robust_box(mask)
     if box is None:
         return float("nan")
     y0, y1, x0, x1 = (int(round(v)) for v in box)
@@ -148,7 +148,7 @@ def object_spikiness(img: Image.Image | np.ndarray) -> float:
 def mask_centre_cover(mask: np.ndarray) -> float:
     """Share of the disc around the robust box's centre (radius 0.15 of the box's shorter side) that the
     silhouette covers: a ring (its hole) 0, a cross (where its bars cross) about 1; NaN for an empty mask."""
-    box = _robust_box(mask)
+    box = robust_box(mask)
     if box is None:
         return float("nan")
     y0, y1, x0, x1 = box
