@@ -5,7 +5,7 @@
     python benchmarks/bench_train.py --device cuda --size 224 --batch 10 --rows fp32:base bf16:base bf16:cl
 
 What is timed is what the engine runs per step, ``Stage.next_batch`` + ``Stage.train_step`` with the engine's
-``TrainContext``, for the stages ``invert3`` (I_3 with its PatchGAN), ``deep`` (level-5 WGAN-GP, 4 critic
+``TrainContext``, reading every loss and updating the weight averages (``engine/ema.py``), for the stages ``invert3`` (I_3 with its PatchGAN), ``deep`` (level-5 WGAN-GP, 4 critic
 updates per generator update), ``cascade4`` (level 4 on the frozen level 5) and ``synth_a5`` (the deepVAE of
 domain A), on a real :class:`Experiment` (feature cache, normalization statistics) over synthetic data.
 
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepcascade.config import build_config  # noqa: E402
 from deepcascade.data.synthetic import write_dataset  # noqa: E402
+from deepcascade.engine import ema  # noqa: E402
 from deepcascade.engine.optim import fused_adam  # noqa: E402
 from deepcascade.rundir import RunDir  # noqa: E402
 from deepcascade.engine.trainer import TrainContext  # noqa: E402
@@ -107,7 +108,7 @@ def write_deep_snapshot(exp) -> None:
     from deepcascade.engine.trainer import _snapshot
 
     stage, _ = build_stage(exp, "deep")
-    ckpt_io.atomic_save(_snapshot(stage, exp.cfg.to_dict()), exp.run.snapshot_path("deep"))
+    ckpt_io.atomic_save(_snapshot(stage, exp.cfg.to_dict(), {}), exp.run.snapshot_path("deep"))
 
 
 def weights(stage) -> list[torch.Tensor]:
@@ -127,6 +128,7 @@ def run_stage(exp, name: str, rows: list[str], args, device) -> None:
         stage, images = build_stage(exp, name)
         apply_variant(stage, variant, device)
         live[row] = {"stage": stage, "ctx": TrainContext(device, precision, stage.optimizers),
+                     "averages": ema.averaged_copies(stage.nets, stage.ema_nets, stage.ema_decay),
                      "gen": torch.Generator().manual_seed(1), "time": 0.0, "error": None}
     for step in range(args.warmup + args.steps):
         for row, r in live.items():
@@ -138,7 +140,8 @@ def run_stage(exp, name: str, rows: list[str], args, device) -> None:
             t = time.perf_counter()
             try:
                 out = r["stage"].train_step(r["stage"].next_batch(r["gen"]), r["ctx"])
-                float(next(iter(out.values())))  # a sync point, as the engine's logging is
+                {k: float(v) for k, v in out.items()}  # the engine reads every loss each step
+                ema.update(r["averages"], r["stage"].nets)  # and updates the weight averages
             except Exception as e:  # e.g. double backward through a compiled critic
                 r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"
                 continue
