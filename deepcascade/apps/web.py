@@ -2,8 +2,9 @@
 
 :class:`ServeSession` holds the run's networks and does the work (plain Python, testable without a browser);
 :func:`build_app` lays it out as a gradio page. Uploads and results live in a temporary folder of the session,
-removed when the process ends; nothing is written into the run directory. Every request's failure (a corrupt,
-huge or non-image upload) becomes a message in the page and one log line, never a traceback.
+removed when the process ends; nothing is written into the run directory (with ``optimize``, only
+torch.compile's cache in ``RUN/cache/compiled``). Every request's failure (a corrupt, huge or non-image
+upload) becomes a message in the page and one log line, never a traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ MAX_BYTES = 25 * 1024 * 1024  # per upload
 MAX_PIXELS = 40_000_000  # per upload, read from the header before decoding
 MAX_PICKS = 200  # test images listed per domain
 MAX_FIGURES = 40
+#: images per compiled call with --optimize: a request's images go one at a time through one graph per direction
+#: (most requests hold one image; a larger batch would be padded, and each batch size is another compilation)
+OPTIMIZE_BATCH = 1
 EXTRA_HINT = "pip install 'deepcascade[serve]'"
 
 
@@ -52,7 +56,8 @@ def _one_line(e: BaseException) -> str:
 class ServeSession:
     """A run opened for the page: translation both ways, deepVAE sampling where trained, evaluation figures."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto", eval_dir: str | Path | None = None):
+    def __init__(self, run_dir: str | Path, device: str = "auto", eval_dir: str | Path | None = None,
+                 precision: str | None = None, optimize: bool = False):
         from ..inference.translator import Translator
 
         self.run_dir = Path(run_dir)
@@ -61,14 +66,28 @@ class ServeSession:
         self.eval_dir = Path(eval_dir) if eval_dir else self.run_dir / "eval"
         if eval_dir and not (self.eval_dir / "metrics.json").is_file():
             raise UserError(f"--eval {eval_dir} holds no metrics.json; give the folder `deepcascade evaluate` wrote")
-        self.translator = Translator.from_run(run_dir, device=device)
+        self.translator = Translator.from_run(run_dir, device=device, precision=precision, optimize=optimize)
         self.image_size = self.translator.image_size
+        if self.translator.fast is not None:
+            self._compile()
         self.synth_domains, self.synthesizer = self._synthesis()
         self.work = Path(tempfile.mkdtemp(prefix="deepcascade-serve-"))
         atexit.register(shutil.rmtree, self.work, True)
         cfg = self.translator.trained.cfg.data
         self.picks = {f"{name}/{p.name}": p for name, folder in (("testA", cfg.test_a), ("testB", cfg.test_b))
                       if folder and Path(folder).is_dir() for p in list_images(folder)[:MAX_PICKS]}
+
+    def _compile(self):
+        """Compile what a request runs (both directions, with levels) before the page is served."""
+        fast = self.translator.fast
+        fast.batch_size = OPTIMIZE_BATCH
+        if fast.disabled:
+            return
+        log.info("serve: compiling the fast path for a2b and b2a before serving (a minute or more on a CPU the "
+                 "first time, seconds once cached)")
+        x = torch.zeros(OPTIMIZE_BATCH, 3, self.image_size, self.image_size)
+        for direction in ("a2b", "b2a"):
+            self.translator.translate_tensor(x, direction, return_levels=True)
 
     def _synthesis(self):
         from ..inference.synthesizer import Synthesizer
@@ -86,7 +105,8 @@ class ServeSession:
     def describe(self) -> str:
         t = self.translator
         return (f"run **{t.trained.cfg.name}** ({self.run_dir.resolve()}): backbone {t.trained.backbone.name}, "
-                f"{self.image_size} px, final level {t.final_level}, on {t.device}")
+                f"{self.image_size} px, final level {t.final_level}, on {t.device}, {t.precision}"
+                f"{', compiled' if t.fast is not None and not t.fast.disabled else ''}")
 
     # ------------------------------------------------------------------------------------------ translate
     def _open(self, path: Path) -> Image.Image:

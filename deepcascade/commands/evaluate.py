@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..domains import DIRECTIONS
-from ..precision import PRECISION_HELP, PRECISIONS
+from ..precision import OPTIMIZE_HELP, PRECISION_HELP_OPTIMIZE, PRECISIONS
 
 HELP = ("score translations: KID/FID, independent domain classifier, LPIPS nearest neighbours, collapse, layout, "
         "appearance")
@@ -59,9 +59,11 @@ def add_arguments(p):
     p.add_argument("--no-cache", action="store_true", help="do not keep features and embeddings in OUT/cache")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="with --run: precision of the translations scored; " + PRECISION_HELP.split(": ", 1)[1]
-                        + " (the measures themselves always run in fp32)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="with --run: precision of the translations scored; "
+                        + PRECISION_HELP_OPTIMIZE.split(": ", 1)[1] + " (the measures themselves always run in fp32)")
+    p.add_argument("--optimize", action="store_true",
+                   help="with --run: the translations it scores go through the fast path; " + OPTIMIZE_HELP)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a metrics.json / index.html in --out that deepcascade did not write (never an "
                         "input file)")
@@ -127,8 +129,11 @@ def run(args) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.fid_bootstrap < 0 or args.html_rows < 0:
         raise UserError("--fid-bootstrap and --html-rows must be >= 0")
+    if args.optimize and not args.run:
+        raise UserError("--optimize is for --run (it compiles the run's networks for the translations evaluate "
+                        "makes); --fake images are scored as they are")
     opts = Options(metrics=parse_metrics(args.metrics), device=args.device, batch_size=args.batch_size,
-                   precision=args.precision,
+                   precision=args.precision, optimize=args.optimize,
                    inception_weights=args.inception_weights, alexnet_weights=args.alexnet_weights,
                    classifier=args.classifier, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                    fid_bootstrap=args.fid_bootstrap, html_rows=args.html_rows, cache=not args.no_cache)

@@ -1,12 +1,15 @@
 """``deepcascade serve``: a local web page (gradio) to translate images with a run and sample its deepVAEs.
 
 Listens on 127.0.0.1 unless ``--host`` says otherwise; requests queue, ``--concurrency`` at a time. Nothing is
-written into the run directory. Needs ``pip install 'deepcascade[serve]'``. docs/deployment.md shows the page.
+written into the run directory (with ``--optimize``, only torch.compile's cache in ``RUN/cache/compiled``).
+Needs ``pip install 'deepcascade[serve]'``. docs/deployment.md shows the page.
 """
 
 from __future__ import annotations
 
 import signal
+
+from ..precision import OPTIMIZE_HELP, PRECISION_HELP_OPTIMIZE, PRECISIONS
 
 HELP = "a local web page to translate images with a run (gradio; 127.0.0.1 by default)"
 
@@ -21,6 +24,9 @@ def add_arguments(p):
                    help="folder of the run's `deepcascade evaluate` report to show (default RUN/eval; the demo's: "
                         "OUT/eval)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP_OPTIMIZE)
+    p.add_argument("--optimize", action="store_true",
+                   help=OPTIMIZE_HELP + "; both directions are compiled before the page is served")
 
 
 def run(args) -> int:
@@ -32,7 +38,9 @@ def run(args) -> int:
     if args.concurrency < 1:
         raise UserError(f"--concurrency must be >= 1, got {args.concurrency}")
     import_gradio()  # a missing extra is named before the run's networks load
-    app = build_app(ServeSession(args.run, device=args.device, eval_dir=args.eval), concurrency=args.concurrency)
+    session = ServeSession(args.run, device=args.device, eval_dir=args.eval, precision=args.precision,
+                           optimize=args.optimize)
+    app = build_app(session, concurrency=args.concurrency)
     url = launch(app, args.host, args.port)
     print(f"serving {args.run} at {url} (Ctrl-C to stop)", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it like Ctrl-C: the session's temporary folder goes too

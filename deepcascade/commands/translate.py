@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..domains import DIRECTIONS
 from ..fileio import OVERWRITE_HELP
-from ..precision import PRECISION_HELP, PRECISIONS
+from ..precision import OPTIMIZE_HELP, PRECISION_HELP_OPTIMIZE, PRECISIONS
 
 HELP = "translate an image or a folder (recursive) with a trained run; writes index.html"
 
@@ -30,7 +30,8 @@ def add_arguments(p):
                    help="also write a strip per image: source | I_5(level 5) | I_4(level 4) | ...")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP_OPTIMIZE)
+    p.add_argument("--optimize", action="store_true", help=OPTIMIZE_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--engine", default="torch", choices=["torch", "onnxruntime"],
                    help="torch: the run's networks; onnxruntime: a file from `deepcascade export` (--model)")
@@ -50,10 +51,14 @@ def run(args) -> int:
         raise UserError("--model is for --engine onnxruntime; add it, or translate with --run")
     if args.engine == "onnxruntime" and args.run:
         raise UserError("--engine onnxruntime translates with --model, not --run; give one of them")
+    if args.engine == "onnxruntime" and args.optimize:
+        raise UserError("--optimize needs --engine torch (it compiles the run's networks); onnxruntime optimizes "
+                        "an exported file itself: drop --optimize, or translate with --run")
     summary = translate_folder(args.run, args.input, args.out, direction=args.direction,
                                final_level=args.final_level, save_levels=args.save_levels,
                                batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
-                               precision=args.precision, engine=args.engine, model=args.model)
+                               precision=args.precision, engine=args.engine, model=args.model,
+                               optimize=args.optimize)
     print(f"translated {summary['written']} image(s) -> {args.out}")
     if summary["kept"]:
         print(kept_existing_note(len(summary["kept"]), args.out, "translation(s)"))

@@ -77,7 +77,7 @@ def evaluate_run(run: str | Path, out: str | Path, direction: str = "both", refe
     if translator is None:
         from ..inference.translator import Translator
 
-        translator = Translator.from_run(run, device=opts.device, precision=opts.precision)
+        translator = Translator.from_run(run, device=opts.device, precision=opts.precision, optimize=opts.optimize)
     directions = []
     for name in names:
         src, tgt = DOMAINS[name]

@@ -51,7 +51,8 @@ class Options:
     metrics: tuple | None = None  # explicit --metrics; None = everything that can be computed
     device: str = "auto"
     batch_size: int = 16
-    precision: str = "fp32"  # of the run's translations only; the measures run in fp32
+    precision: str | None = None  # of the run's translations only (None: fp32, auto with optimize); measures: fp32
+    optimize: bool = False  # the run's translations through the compiled fast path (deepcascade.inference.fast)
     inception_weights: str | None = None
     alexnet_weights: str | None = None
     classifier: str = "auto"

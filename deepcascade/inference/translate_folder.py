@@ -47,22 +47,25 @@ def translation_files(folder: str | Path) -> list[Path] | None:
 
 def translate_folder(run_dir, input_path, out_dir, direction=None, final_level=None, save_levels=False,
                      batch_size=8, device="auto", translator: Translator | None = None,
-                     overwrite: bool = False, precision: str = "fp32", engine: str = "torch",
-                     model=None) -> dict:
+                     overwrite: bool = False, precision: str | None = None, engine: str = "torch",
+                     model=None, optimize: bool = False) -> dict:
     """Translate all images under ``input_path`` into ``out_dir``; unreadable inputs are skipped and named.
 
     Never writes into the input: an ``out_dir`` that is, lies inside or contains ``input_path`` is refused
     (:func:`~deepcascade.fileio.check_output_location`): translations, ``_sources`` and ``_levels`` written into
     a data set would be read back as data by training, ``evaluate`` and the next ``translate``. An image whose
     output files already exist is kept as it is (counted in ``kept``) unless ``overwrite``. ``out_dir`` is
-    locked for the run, so a second process writing into it is refused. ``precision``: see
-    :meth:`Translator.from_run` (ignored when ``translator`` is given).
+    locked for the run, so a second process writing into it is refused. ``precision`` and ``optimize`` (the
+    compiled fast path): see :meth:`Translator.from_run` (ignored when ``translator`` is given).
 
     ``engine="onnxruntime"`` translates with ``model``, a file written by ``deepcascade export`` (no ``run_dir``;
     its direction and final level are the file's, and it has no per-level strips). ``direction`` defaults to
     a2b (the file's with onnxruntime).
     """
     if engine == "onnxruntime" and translator is None:
+        if optimize:
+            raise UserError("--optimize needs --engine torch (it compiles the run's networks); onnxruntime "
+                            "optimizes an exported file itself")
         translator = OnnxEngine.open(model, device, direction, final_level, save_levels, precision)
     elif engine != "torch" and translator is None:
         raise UserError(f"--engine must be 'torch' or 'onnxruntime', got {engine!r}")
@@ -91,12 +94,13 @@ def translate_folder(run_dir, input_path, out_dir, direction=None, final_level=N
                             f"or choose another --out")
         kept = [] if overwrite else [p for p in files if any(f.exists() for f in planned[p].values())]
         return _translate(run_dir, input_path, files, planned, kept, root, out_dir, direction, final_level,
-                          save_levels, batch_size, device, translator, precision)
+                          save_levels, batch_size, device, translator, precision, optimize)
 
 
 def _translate(run_dir, input_path, files, planned, kept, root, out_dir, direction, final_level, save_levels,
-               batch_size, device, translator, precision="fp32") -> dict:
-    t = translator or Translator.from_run(run_dir, device=device, final_level=final_level, precision=precision)
+               batch_size, device, translator, precision=None, optimize=False) -> dict:
+    t = translator or Translator.from_run(run_dir, device=device, final_level=final_level, precision=precision,
+                                          optimize=optimize)
     final = final_level or t.final_level
     skipped = [(p, "not an image file") for p in list_other_files(input_path)] + list_unreadable_entries(input_path)
     kept_set = set(kept)
@@ -167,7 +171,7 @@ class OnnxEngine:
         self.origin = f"model: {Path(onnx.path).resolve()}"
 
     @classmethod
-    def open(cls, model, device="auto", direction=None, final_level=None, save_levels=False, precision="fp32"):
+    def open(cls, model, device="auto", direction=None, final_level=None, save_levels=False, precision=None):
         """Open ``model``, refusing options the file cannot honour (named, with what to do instead)."""
         from .onnx_engine import OnnxTranslator
 
@@ -175,7 +179,7 @@ class OnnxEngine:
             raise UserError("--engine onnxruntime needs --model FILE.onnx (written by `deepcascade export`)")
         if save_levels:
             raise UserError("--save-levels needs --engine torch: an exported file holds the final translation only")
-        if precision != "fp32":
+        if precision not in (None, "fp32"):
             raise UserError(f"--precision {precision} needs --engine torch: an exported file computes in float32")
         engine = cls(OnnxTranslator.from_file(model, device=device))
         if direction and direction != engine.direction:

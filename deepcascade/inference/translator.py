@@ -7,45 +7,63 @@ features through AdaIN) and the inversion network of the final level.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from ..data.transforms import center_square, to_pil
-from ..precision import inference_autocast, resolve_precision, use_channels_last
+from ..precision import inference_autocast, precision_reason, resolve_precision, use_channels_last
 from ..errors import UserError
 from ..rundir import TrainedRun, open_run
 from ..outputs.grids import to_unit
+
+log = logging.getLogger("deepcascade")
 
 
 class Translator:
     """A trained run, ready to translate images between its two domains."""
 
-    def __init__(self, trained: TrainedRun, cascade, inversions: dict, precision: str = "fp32"):
+    def __init__(self, trained: TrainedRun, cascade, inversions: dict, precision: str | None = None,
+                 optimize: bool = False):
         self.trained = trained
         self.cascade = cascade.eval()
         self.inversions = inversions  # level -> InversionNet (the levels whose I_l was trained)
         self.image_size = trained.cfg.data.image_size
         self.size_multiple = trained.backbone.spec.size_multiple
-        #: 'fp32', 'bf16' or 'fp16' ('auto' resolved for the device, see deepcascade.device.resolve_precision)
-        self.precision = resolve_precision(precision, trained.device)
+        #: 'fp32', 'bf16' or 'fp16' ('auto' resolved for the device, see deepcascade.precision.resolve_precision;
+        #: not given: fp32, or auto with ``optimize``)
+        self.precision = resolve_precision(precision, trained.device, optimize)
+        if optimize or precision == "auto":  # which precision, and why
+            log.info("%s", precision_reason(precision, trained.device, optimize))
         self.channels_last = use_channels_last(trained.device, self.precision)
         if self.channels_last:
             for net in (trained.backbone, self.cascade, *inversions.values()):
                 net.to(memory_format=torch.channels_last)
+        #: the compiled graphs (deepcascade.inference.fast) with ``optimize``, else None: plain eager
+        self.fast = None
+        if optimize:
+            from .fast import FastPath
+
+            self.fast = FastPath(self)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", final_level: int | None = None,
-                 precision: str = "fp32") -> "Translator":
+                 precision: str | None = None, optimize: bool = False) -> "Translator":
         """Load a run directory trained by ``deepcascade train`` (down to ``final_level``, default: as far as
         the config's ``cascade.final_level`` or the deepest level trained).
 
-        ``precision``: 'fp32' (default), 'bf16' or 'fp16' autocast, or 'auto' (bf16 where the device computes it
-        natively, else fp32). bf16 roughly doubles throughput on such hardware; its images differ from fp32's
-        by well under one 8-bit grey level on average (docs/benchmarks.md)."""
+        ``precision``: 'fp32', 'bf16' or 'fp16' autocast, or 'auto' (bf16 where the device computes it natively,
+        else fp32); not given: 'fp32', or 'auto' with ``optimize``. bf16 roughly doubles throughput on such
+        hardware; its images differ from fp32's by well under one 8-bit grey level on average
+        (docs/benchmarks.md).
+
+        ``optimize``: translate through the fast path (:mod:`deepcascade.inference.fast`: torch.compile, one
+        graph per batch shape, compiled at its first batch and cached in ``RUN/cache/compiled``); eager with one
+        logged warning where compiling is not possible."""
         trained = open_run(run_dir, device)
-        precision = resolve_precision(precision, trained.device)  # a bad value fails before any network loads
+        resolve_precision(precision, trained.device, optimize)  # a bad value fails before any network loads
         if final_level is None:
             final_level = trained.deepest_trained_level()
         cascade = trained.models.hierarchy("cascade", final_level)
@@ -53,7 +71,7 @@ class Translator:
         if final_level not in inversions:
             raise UserError(f"the inversion network of level {final_level} is not trained in {run_dir}; "
                             f"run `deepcascade train CONFIG --stage invert`")
-        return cls(trained, cascade, inversions, precision)
+        return cls(trained, cascade, inversions, precision, optimize)
 
     @property
     def device(self) -> torch.device:
@@ -86,6 +104,10 @@ class Translator:
             raise UserError(f"no inversion network for level {final}; available: {sorted(self.inversions)}")
         t = self.trained
         x = self._input(x)
+        if self.fast is not None:  # the compiled graphs; None: this call runs eager
+            res = self.fast.translate(x, direction, final, return_levels)
+            if res is not None:
+                return res
         with inference_autocast(self.device, self.precision):
             raw = t.backbone(x, range(final, 6))  # one backbone pass gives every level the cascade reads
             feats = {l: t.normalizer.normalize(f, l) for l, f in raw.items()}
