@@ -19,6 +19,7 @@ import deepcascade.precision as precision
 from deepcascade import Translator
 from deepcascade.data.images import list_images
 from deepcascade.inference.translate_folder import translation_files
+from deepcascade.networks.winograd import WinogradConv2d
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -80,6 +81,9 @@ def test_compiled_equals_eager_with_a_padded_batch(compiled, eager, x, run):
     assert psnr(one, ref[2:]) >= 40.0
     assert len(compiled.fast.graphs) == 1  # the second call reused the graph
     assert any((run / "cache" / "compiled").iterdir())  # inductor's cache lives in the run
+    # the graphs computed VGG-19's 512-channel 3x3 convs by Winograd, on copies: the eager networks are untouched
+    assert compiled.fast.winograd and any(isinstance(m, WinogradConv2d) for m in compiled.fast._nets[0].modules())
+    assert not any(isinstance(m, WinogradConv2d) for m in compiled.trained.backbone.modules())
 
     result, levels = compiled.translate(x, "b2a", return_levels=True)  # with levels: its own graph
     ref_result, ref_levels = eager.translate_tensor(x, "b2a", return_levels=True)

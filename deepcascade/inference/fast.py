@@ -8,7 +8,10 @@ inversion of the final level (of every inverted level with ``return_levels``), u
 Which backend (the rule, also in docs/inference.md):
 
 - CPU: ``torch.compile`` with inductor's ``freezing`` (weights become constants: prepacked for oneDNN, bias and
-  activations fused into the convolutions). Needs a C++ compiler at run time (the one inductor searches,
+  activations fused into the convolutions), and the 3x3 convolutions with 512 or more input and output channels
+  (VGG-19's conv4/conv5, T_5, the levels' translators) computed by Winograd's F(2x2, 3x3) on copies of the
+  networks (:mod:`deepcascade.networks.winograd`; 0.44x their multiply-adds, 1.03-1.06x the whole path's
+  throughput, docs/benchmarks.md). Needs a C++ compiler at run time (the one inductor searches,
   ``torch._inductor.config.cpp.cxx``, usually ``g++``).
 - CUDA: ``torch.compile`` (inductor, freezing, triton kernels). Needs ``triton``.
 - Any other device, a missing compiler, or a compilation that raises: eager, exactly
@@ -25,6 +28,7 @@ compiles the same graphs faster.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -38,6 +42,7 @@ import torch
 from torch import nn
 
 from ..domains import DIRECTIONS
+from ..networks.winograd import winograd_convs
 from ..outputs.grids import to_unit
 from ..precision import inference_autocast
 
@@ -52,14 +57,15 @@ class TranslateGraph(nn.Module):
     """:meth:`Translator.translate_tensor` for one direction and final level as one module: images (N, 3, H, W)
     in [0, 1] -> a tuple of float32 images in [0, 1], I_l(translated level l) for each of ``levels``.
 
-    It holds the translator's own networks (shared, not copied): a change that replaces submodules must be made
-    on a copy, or it changes the eager path too."""
+    ``nets``: (backbone, cascade, {level: inversion}) to compute with, by default the translator's own (shared,
+    not copied: a change that replaces submodules must be made on a copy, as :func:`winograd_nets` does)."""
 
-    def __init__(self, translator, direction: str, final_level: int, levels: tuple[int, ...]):
+    def __init__(self, translator, direction: str, final_level: int, levels: tuple[int, ...], nets=None):
         super().__init__()
-        t = translator.trained
-        self.backbone, self.normalizer, self.cascade = t.backbone, t.normalizer, translator.cascade
-        self.inversions = nn.ModuleDict({str(l): translator.inversions[l] for l in levels})
+        backbone, cascade, inversions = nets or (translator.trained.backbone, translator.cascade,
+                                                 translator.inversions)
+        self.backbone, self.normalizer, self.cascade = backbone, translator.trained.normalizer, cascade
+        self.inversions = nn.ModuleDict({str(l): inversions[l] for l in levels})
         self.direction, self.final_level, self.levels = direction, final_level, tuple(levels)
         self.device, self.precision = translator.device, translator.precision
 
@@ -71,12 +77,22 @@ class TranslateGraph(nn.Module):
             return tuple(to_unit(self.inversions[str(l)](out[l]).float()).clamp(0, 1) for l in self.levels)
 
 
-def _graph(translator, direction: str, final_level: int, return_levels: bool = False) -> nn.Module:
+def winograd_nets(translator) -> tuple:
+    """Copies of the translator's backbone, cascade and inversion networks whose wide 3x3 convolutions compute by
+    Winograd's F(2x2, 3x3) (:mod:`deepcascade.networks.winograd`: 0.44x their multiply-adds), and how many were
+    swapped. The translator's own networks, which its eager path runs, are left as they are."""
+    nets = copy.deepcopy(nn.ModuleList([translator.trained.backbone, translator.cascade,
+                                        nn.ModuleDict({str(l): m for l, m in translator.inversions.items()})]))
+    count = winograd_convs(nets)
+    return (nets[0], nets[1], {int(l): m for l, m in nets[2].items()}), count
+
+
+def _graph(translator, direction: str, final_level: int, return_levels: bool = False, nets=None) -> nn.Module:
     """The module that gets compiled for ``direction`` down to ``final_level``: its outputs are I_final's images,
     or with ``return_levels`` those of every translated level that has an inversion network (final first)."""
     levels = [final_level] + ([l for l in range(5, final_level, -1) if l in translator.inversions]
                               if return_levels else [])
-    return TranslateGraph(translator, direction, final_level, tuple(levels)).eval()
+    return TranslateGraph(translator, direction, final_level, tuple(levels), nets).eval()
 
 
 def cpu_compiler() -> str | None:
@@ -166,6 +182,10 @@ class FastPath:
         #: (direction, final level, batch size, height, width, precision, return_levels) -> compiled module
         self.graphs: dict[tuple, nn.Module] = {}
         self.disabled: str | None = unavailable(translator.device)  # why everything runs eager
+        #: compute the wide 3x3 convolutions by Winograd's F(2x2, 3x3) (the rule: on the CPU; CUDA's cuDNN
+        #: chooses its own algorithms)
+        self.winograd = translator.device.type == "cpu"
+        self._nets = None
         self._warned = False
         self._lock = threading.Lock()
         if self.disabled:
@@ -224,13 +244,21 @@ class FastPath:
                     return self.graphs[key](x)
             return self._compile(key, x)
 
+    def _networks(self):
+        """The networks the graphs compute with: with :attr:`winograd`, one set of Winograd copies shared by all
+        graphs (built at the first compilation); else None, the translator's own."""
+        if self.winograd and self._nets is None:
+            self._nets, count = winograd_nets(self.translator)
+            log.info("fast path: %d wide 3x3 convolutions computed by Winograd F(2x2, 3x3)", count)
+        return self._nets if self.winograd else None
+
     def _compile(self, key: tuple, x: torch.Tensor):
         t = self.translator
         direction, final, b, h, w, precision, return_levels = key
         folder = cache_folder(t)
         start = time.perf_counter()
         try:
-            compiled = torch.compile(_graph(t, direction, final, return_levels), dynamic=False,
+            compiled = torch.compile(_graph(t, direction, final, return_levels, self._networks()), dynamic=False,
                                      options={"freezing": True})
             with _inductor_cache(folder), _graph_limit():
                 ys = compiled(x)  # torch.compile compiles at the first call
