@@ -29,12 +29,22 @@ oneDNN, pointwise ops fused into the convolutions; needs a C++ compiler; the com
 column then also says how far the optimized graph's output is from plain fp32's. ``--optimize onnxruntime``
 times the same path exported to ONNX (as ``deepcascade export`` builds it, float NCHW in and out here) and run by
 onnxruntime's CPU provider with as many threads as torch (fp32 only; needs ``pip install 'deepcascade[export]'``;
-the export time is printed). At the end: the process's peak RSS.
+the export time is printed). ``--optimize fast`` is the product's fast path (``translate --optimize``,
+:mod:`deepcascade.inference.fast`): on the CPU the wide 3x3 convolutions by Winograd's F(2x2, 3x3), then compiled
+as ``compile``. The best-conv column is the fastest direct 3x3 convolution, eager or compiled, NCHW or
+channels_last; a Winograd path's GFLOP/s count the direct convolution's FLOPs (what it computes, not what it
+multiplies), so it can exceed 100 %. At the end: the process's peak RSS.
+
+The table of docs/benchmarks.md (one per machine kind), with 2 threads on an otherwise idle machine:
+
+    python benchmarks/bench_translate.py --sizes 224 --precisions fp32 bf16 --optimize none compile fast onnxruntime
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import platform
 import resource
 import statistics
 import sys
@@ -54,7 +64,9 @@ from deepcascade.features.normalization import Normalizer  # noqa: E402
 from deepcascade.models import deep_nets, inversion_nets, level_nets  # noqa: E402
 from deepcascade.networks import CascadeModel  # noqa: E402
 from deepcascade.networks.deep import bottleneck_downsamplings  # noqa: E402
-from deepcascade.precision import inference_autocast  # noqa: E402
+from deepcascade.inference.fast import compile_graph  # noqa: E402
+from deepcascade.networks.winograd import winograd_convs  # noqa: E402
+from deepcascade.precision import _cpu_bf16_features, inference_autocast  # noqa: E402
 
 FINAL_LEVEL = 3
 
@@ -143,7 +155,8 @@ def run_once(net, x, device, precision, channels_last):
 
 
 def optimized(net, x, how: str):
-    """``net`` (eval, no grad) after graph-level optimization ``how``: 'none', 'jit' or 'compile'."""
+    """``net`` (eval, no grad) after graph-level optimization ``how``: 'none', 'jit', 'compile', 'fast' or
+    'onnxruntime'."""
     if how == "none":
         return net
     if how == "onnxruntime":
@@ -154,10 +167,12 @@ def optimized(net, x, how: str):
         if how == "jit":
             out = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net, x, check_trace=False)))
         elif how == "compile":
-            import torch._inductor.config as inductor
-
-            inductor.freezing = True
-            out = torch.compile(net)
+            out = compile_graph(net)
+        elif how == "fast":  # as deepcascade.inference.fast prepares a translator's networks
+            if x.device.type == "cpu":
+                net = copy.deepcopy(net)
+                winograd_convs(net)
+            out = compile_graph(net)
         else:
             raise SystemExit(f"unknown --optimize {how!r}")
         out(x)  # traces / compiles
@@ -196,21 +211,35 @@ def flops(net, x) -> int:
     return fc.get_total_flops()
 
 
-def best_conv_gflops(device, precision, batch, repeats) -> tuple[float, str]:
-    """The fastest 3x3 stride-1 conv among the shapes that dominate the translate path (VGG conv4/conv5, T and
-    M layers), NCHW and channels_last: the ceiling for the method's dominant operation on this machine."""
+def best_conv_gflops(device, precision, batch, repeats, compiled: bool) -> tuple[float, str]:
+    """The fastest direct 3x3 stride-1 conv among the shapes that dominate the translate path (VGG conv4/conv5, T
+    and M layers), NCHW and channels_last, eager and (``compiled``) compiled with freezing like the fast path:
+    the ceiling for the method's dominant operation on this machine."""
     best, where = 0.0, ""
     for c, s in ((512, 28), (512, 14), (256, 56)):
         conv = nn.Conv2d(c, c, 3, padding=1).to(device).eval().requires_grad_(False)
         x = torch.randn(batch, c, s, s, device=device)
         work = 2 * c * c * 9 * s * s * batch
         for cl in (False, True):
-            net = conv.to(memory_format=torch.channels_last) if cl else conv
-            times = [run_once(net, x, device, precision, cl)[0] for _ in range(repeats + 1)][1:]
-            rate = work / min(times) / 1e9
-            if rate > best:
-                best, where = rate, f"{c}->{c} at {s}x{s}{' channels_last' if cl else ''}"
+            for how in ("eager", "compiled") if compiled else ("eager",):
+                net = copy.deepcopy(conv).to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+                if how == "compiled":
+                    net = compile_graph(net)
+                times = [run_once(net, x, device, precision, cl)[0] for _ in range(repeats + 1)][1:]
+                rate = work / min(times) / 1e9
+                if rate > best:
+                    best, where = rate, f"{c}->{c} at {s}x{s}{' channels_last' if cl else ''}, {how}"
     return best, where
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -227,19 +256,24 @@ def main(argv=None) -> int:
                     help="the first is the reference of the PSNR column")
     ap.add_argument("--layouts", default="nchw", choices=["nchw", "both"],
                     help="'both': also time the translate path in channels_last")
-    ap.add_argument("--optimize", nargs="+", default=["none"], choices=["none", "jit", "compile", "onnxruntime"],
-                    help="graph-level optimizations of the deepcascade path to time (ResNet-9 stays eager); "
-                         "onnxruntime: the exported graph (fp32, CPU)")
+    ap.add_argument("--optimize", nargs="+", default=["none"],
+                    choices=["none", "jit", "compile", "fast", "onnxruntime"],
+                    help="graph-level optimizations of the deepcascade path to time (ResNet-9 stays eager); fast: "
+                         "the product's fast path (translate --optimize); onnxruntime: the exported graph (fp32, "
+                         "CPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch._dynamo.config.recompile_limit = 64  # every compiled conv and path row is a graph of the same forward
     device = torch.device(args.device)
     torch.manual_seed(0)
-    print(f"device {device}; threads {torch.get_num_threads()}; cpu capability "
-          f"{torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}; batch {args.batch}; "
-          f"repeats {args.repeats}")
+    print(f"device {device}; threads {torch.get_num_threads()}; cpu {cpu_name()}, capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {', '.join(_cpu_bf16_features()) or 'no'}; "
+          f"torch {torch.__version__}; batch {args.batch}; repeats {args.repeats}")
+    if device.type == "cuda":
+        print(f"gpu {torch.cuda.get_device_name(device)}")
     header = (f"{'size':>4} {'prec':>4} {'layout':>6} {'graph':>11} {'deepcascade img/s':>17} {'ResNet-9 img/s':>14} "
               f"{'ratio':>5} {'GFLOP/s':>8} {'best conv':>9} {'% conv':>6} {'PSNR dB':>7} {'out std':>7}")
     rows = []
@@ -253,7 +287,8 @@ def main(argv=None) -> int:
         print(header)
         reference = None
         for precision in args.precisions:
-            conv, conv_where = best_conv_gflops(device, precision, args.batch, args.repeats)
+            conv, conv_where = best_conv_gflops(device, precision, args.batch, args.repeats,
+                                                compiled=bool({"compile", "fast"} & set(args.optimize)))
             for cl, how in [(cl, how) for cl in ([False, True] if args.layouts == "both" else [False])
                             for how in args.optimize]:
                 if how == "onnxruntime" and (precision != "fp32" or cl or device.type != "cpu"):

@@ -95,6 +95,12 @@ def _graph(translator, direction: str, final_level: int, return_levels: bool = F
     return TranslateGraph(translator, direction, final_level, tuple(levels), nets).eval()
 
 
+def compile_graph(module: nn.Module) -> nn.Module:
+    """``torch.compile`` as the fast path uses it: static shapes, inductor with freezing (compiles at the first
+    call)."""
+    return torch.compile(module, dynamic=False, options={"freezing": True})
+
+
 def cpu_compiler() -> str | None:
     """The C++ compiler inductor would use on the CPU (first of ``torch._inductor.config.cpp.cxx`` on the PATH),
     or None."""
@@ -258,8 +264,7 @@ class FastPath:
         folder = cache_folder(t)
         start = time.perf_counter()
         try:
-            compiled = torch.compile(_graph(t, direction, final, return_levels, self._networks()), dynamic=False,
-                                     options={"freezing": True})
+            compiled = compile_graph(_graph(t, direction, final, return_levels, self._networks()))
             with _inductor_cache(folder), _graph_limit():
                 ys = compiled(x)  # torch.compile compiles at the first call
         except Exception as e:  # noqa: BLE001 - any compiler failure: eager, said once
