@@ -30,12 +30,33 @@ def translate_level(nets: dict, d: str, deeper: torch.Tensor, source_l: torch.Te
     return nets[f"T_{d}"](deeper, nets[f"M_{d}"](source_l))
 
 
-def critic_step(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, lambda_gp: float, ctx: TrainContext):
-    """Update D_B on real e_l(b) vs translated A, and D_A on real e_l(a) vs translated B."""
+def _cat(parts: list) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def critic_fakes(nets: dict, level: int, batches: list[tuple], ctx: TrainContext) -> list[tuple]:
+    """(translated A, translated B) of every critic batch ``(a, b, in_ab, in_ba)``, detached, each direction in
+    one pass over the batches together: T^l and M^l do not change during the critic updates, and one batch of
+    n_critic x n runs faster than n_critic batches of n (benchmarks/bench_train.py). Per sample the same
+    translation (AdaIN normalizes per sample), up to float rounding."""
+    if not batches:
+        return []
+    sizes = [len(x[2]) for x in batches]
+    with ctx.autocast(), torch.no_grad():
+        fake_b = translate_level(nets, "AB", _cat([x[2] for x in batches]), _cat([x[0][level] for x in batches]))
+        fake_a = translate_level(nets, "BA", _cat([x[3] for x in batches]), _cat([x[1][level] for x in batches]))
+    return list(zip(fake_b.split(sizes), fake_a.split(sizes)))
+
+
+def critic_step(nets: dict, level: int, a: dict, b: dict, in_ab, in_ba, lambda_gp: float, ctx: TrainContext,
+                fakes: tuple | None = None):
+    """Update D_B on real e_l(b) vs translated A, and D_A on real e_l(a) vs translated B; ``fakes``: the two
+    translations when the caller has them already (:func:`critic_fakes`)."""
     with ctx.autocast():
-        with torch.no_grad():
-            fake_b = translate_level(nets, "AB", in_ab, a[level])
-            fake_a = translate_level(nets, "BA", in_ba, b[level])
+        if fakes is None:
+            with torch.no_grad():
+                fakes = (translate_level(nets, "AB", in_ab, a[level]), translate_level(nets, "BA", in_ba, b[level]))
+        fake_b, fake_a = fakes
         lb = wgan_critic_loss(nets["D_B"], b[level], fake_b, lambda_gp, scaler=ctx.scalers["D"])
         la = wgan_critic_loss(nets["D_A"], a[level], fake_a, lambda_gp, scaler=ctx.scalers["D"])
         loss = la["loss"] + lb["loss"]
@@ -111,15 +132,25 @@ class CascadeStage(Stage):
         return in_ab, in_ba
 
     def train_step(self, batch, ctx):
-        def critic_update(ab):
-            with ctx.autocast():
-                in_ab, in_ba = self._inputs(*ab)
-            return critic_step(self.nets, self.level, *ab, in_ab, in_ba, self.c.lambda_gp, ctx)
+        """``batch``: (the n_critic + 1 batches of A, those of B), each ``{level: features}``. The frozen inputs of
+        all of them, and the critics' translations, are computed first, each in one pass over the batches
+        together (they do not change within the step)."""
+        batches_a, batches_b = batch
+        sizes = [len(x[self.level]) for x in batches_a]
+        cat = lambda parts: {l: _cat([p[l] for p in parts]) for l in self.levels}
+        with ctx.autocast():
+            in_ab, in_ba = self._inputs(cat(batches_a), cat(batches_b))
+        steps = list(zip(batches_a, batches_b, in_ab.split(sizes), in_ba.split(sizes)))
+        fakes = critic_fakes(self.nets, self.level, steps[:-1], ctx) + [None]
+        steps = [(*s, f) for s, f in zip(steps, fakes)]
 
-        def losses(ab):
-            return generator_losses(self.nets, self.level, *ab, *self._inputs(*ab), self.c, self._up)
+        def critic_update(s):
+            return critic_step(self.nets, self.level, *s[:4], self.c.lambda_gp, ctx, fakes=s[4])
 
-        return adversarial_step(list(zip(*batch)), critic_update, losses, [self.nets["D_A"], self.nets["D_B"]], ctx)
+        def losses(s):
+            return generator_losses(self.nets, self.level, *s[:4], self.c, self._up)
+
+        return adversarial_step(steps, critic_update, losses, [self.nets["D_A"], self.nets["D_B"]], ctx)
 
     @torch.no_grad()
     def sample(self, path):

@@ -22,11 +22,28 @@ LEVEL = 5
 log = logging.getLogger("deepcascade")
 
 
-def critic_step(nets: dict, a: torch.Tensor, b: torch.Tensor, lambda_gp: float, ctx: TrainContext) -> dict:
-    """One update of both critics: real target-domain features vs (detached) translations."""
+def critic_fakes(nets: dict, batches_a: list, batches_b: list, ctx: TrainContext) -> list[tuple]:
+    """(T_AB(a), T_BA(b)) of every critic batch, detached, each direction in one pass over the batches together:
+    the translators do not change during the critic updates, and one batch of n_critic x n runs faster than
+    n_critic batches of n (benchmarks/bench_train.py). Per sample the same translation (the translators
+    normalize per sample), up to float rounding."""
+    if not batches_a:
+        return []
+    with ctx.autocast(), torch.no_grad():
+        fake_b = nets["T_AB"](torch.cat(batches_a)).split([len(x) for x in batches_a])
+        fake_a = nets["T_BA"](torch.cat(batches_b)).split([len(x) for x in batches_b])
+    return list(zip(fake_b, fake_a))
+
+
+def critic_step(nets: dict, a: torch.Tensor, b: torch.Tensor, lambda_gp: float, ctx: TrainContext,
+                fakes: tuple | None = None) -> dict:
+    """One update of both critics: real target-domain features vs (detached) translations; ``fakes``:
+    (T_AB(a), T_BA(b)) when the caller has them already (:func:`critic_fakes`)."""
     with ctx.autocast():
-        with torch.no_grad():
-            fake_b, fake_a = nets["T_AB"](a), nets["T_BA"](b)
+        if fakes is None:
+            with torch.no_grad():
+                fakes = nets["T_AB"](a), nets["T_BA"](b)
+        fake_b, fake_a = fakes
         lb = wgan_critic_loss(nets["D_B"], b, fake_b, lambda_gp, scaler=ctx.scalers["D"])
         la = wgan_critic_loss(nets["D_A"], a, fake_a, lambda_gp, scaler=ctx.scalers["D"])
         loss = la["loss"] + lb["loss"]
@@ -55,9 +72,10 @@ def generator_losses(nets: dict, a: torch.Tensor, b: torch.Tensor, c) -> dict:
 
 def train_step(nets: dict, batches_a: list, batches_b: list, c, ctx: TrainContext) -> dict:
     """``n_critic`` critic updates on fresh batches, then one generator update on the last batch."""
-    return adversarial_step(list(zip(batches_a, batches_b)),
-                            lambda ab: critic_step(nets, *ab, c.lambda_gp, ctx),
-                            lambda ab: generator_losses(nets, *ab, c), [nets["D_A"], nets["D_B"]], ctx)
+    fakes = critic_fakes(nets, batches_a[:-1], batches_b[:-1], ctx)
+    return adversarial_step(list(zip(batches_a, batches_b, fakes + [None])),
+                            lambda abf: critic_step(nets, *abf[:2], c.lambda_gp, ctx, fakes=abf[2]),
+                            lambda abf: generator_losses(nets, *abf[:2], c), [nets["D_A"], nets["D_B"]], ctx)
 
 
 class DeepStage(Stage):

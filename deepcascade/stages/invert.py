@@ -64,20 +64,27 @@ class InvertStage(Stage):
                 d_loss = lsgan_d_loss(self.nets["D"](target), self.nets["D"](y.detach()))
             ctx.optimize("D", d_loss)
             out["d_lsgan"] = d_loss.detach()
-        with ctx.autocast():
-            pixel = F.l1_loss(y.float(), target)
-            feats = self.exp.backbone(to_unit(y), [self.level])[self.level]
-            perceptual = F.mse_loss(self.exp.normalizer.normalize(feats.float(), self.level), x.float())
-            loss = self.c.lambda_pixel * pixel + self.c.lambda_perceptual * perceptual
-            if self.c.lambda_gradient:
-                grad = gradient_l1(y.float(), target)
-                loss = loss + self.c.lambda_gradient * grad
-                out["gradient"] = grad.detach()
-            if "D" in self.nets:
-                adv = lsgan_g_loss(self.nets["D"](y))
-                loss = loss + self.lambda_adv * adv
-                out["g_lsgan"] = adv.detach()
-        ctx.optimize("I", loss)
+        disc = self.nets.get("D")
+        if disc is not None:  # I_l's backward runs through D but needs no gradient of D's weights (D's own
+            disc.requires_grad_(False)  # update zeroes them first anyway): that part of the backward is skipped
+        try:
+            with ctx.autocast():
+                pixel = F.l1_loss(y.float(), target)
+                feats = self.exp.backbone(to_unit(y), [self.level])[self.level]
+                perceptual = F.mse_loss(self.exp.normalizer.normalize(feats.float(), self.level), x.float())
+                loss = self.c.lambda_pixel * pixel + self.c.lambda_perceptual * perceptual
+                if self.c.lambda_gradient:
+                    grad = gradient_l1(y.float(), target)
+                    loss = loss + self.c.lambda_gradient * grad
+                    out["gradient"] = grad.detach()
+                if disc is not None:
+                    adv = lsgan_g_loss(disc(y))
+                    loss = loss + self.lambda_adv * adv
+                    out["g_lsgan"] = adv.detach()
+            ctx.optimize("I", loss)
+        finally:
+            if disc is not None:
+                disc.requires_grad_(True)
         out.update(loss=loss.detach(), l1=pixel.detach(), perceptual=perceptual.detach())
         return out
 
