@@ -82,7 +82,9 @@ class CacheConfig:
 class EngineConfig:
     device: str = _f("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
     seed: int = _f(0, "global seed: data order, initialisation, sample grids", min=0)
-    precision: str = _f("fp32", "autocast precision", choices=["fp32", "bf16", "fp16"])
+    precision: str = _f("fp32", "autocast precision; auto: bf16 where the device computes it natively (a CUDA GPU "
+                                "with bf16, a CPU with AVX512-BF16 or AMX), else fp32, decided once per run at "
+                                "setup (log.txt says which and why)", choices=["fp32", "bf16", "fp16", "auto"])
     channels_last: bool = _f(False, "use the channels_last memory format for convolutions")
     fused_optimizer: bool = _f(True, "Adam with fused=True (the same update in one native kernel per group; "
                                      "1.05-1.6x training steps/s on CPU, docs/benchmarks.md); a resumed "

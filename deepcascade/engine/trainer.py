@@ -21,6 +21,7 @@ import torch
 from ..progress import progress
 
 from ..errors import Interrupted, NonFiniteLoss, TrainingStopped, UserError
+from ..precision import resolve_precision
 from . import checkpoint as ckpt_io
 from . import distributed, ema
 from .optim import fused_adam
@@ -196,7 +197,10 @@ def train_stage(run, stage: Stage, cfg, device: torch.device, resume=False) -> s
     if eng.fused_optimizer:
         for name, opt in list(stage.optimizers.items()):  # the dict the checkpoints save and the steps use
             stage.optimizers[name] = fused_adam(opt)
-    ctx = TrainContext(device, eng.precision, stage.optimizers)
+    # engine.precision with 'auto' resolved: the experiment's decision (setup_experiment), else here
+    exp = getattr(stage, "exp", None)
+    precision = getattr(exp, "precision", None) or resolve_precision(eng.precision, device)
+    ctx = TrainContext(device, precision, stage.optimizers)
     averages = ema.averaged_copies(stage.nets, stage.ema_nets, stage.ema_decay)
     generator = torch.Generator().manual_seed(stage_seed(eng.seed, stage.name) + distributed.rank())
     start = 0
@@ -212,7 +216,7 @@ def train_stage(run, stage: Stage, cfg, device: torch.device, resume=False) -> s
         return "skipped"
 
     log.info("stage %s: training steps %d..%d, batch %d per rank x %d rank(s), %s, %s", stage.name, start + 1,
-             stage.steps, stage.batch_size, distributed.world_size(), device, eng.precision)
+             stage.steps, stage.batch_size, distributed.world_size(), device, precision)
     config = cfg.to_dict()
     window = {"n": 0, "wait": 0.0, "total": 0.0, "losses": {}}
     bar = progress(total=stage.steps, initial=start, desc=stage.name, disable=not main, dynamic_ncols=True,

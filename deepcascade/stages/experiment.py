@@ -14,6 +14,7 @@ from ..config import Config
 from ..engine import distributed
 from ..rundir import RunDir, RunModels, run_compat
 from ..device import resolve_device
+from ..precision import precision_reason, resolve_precision
 
 log = logging.getLogger("deepcascade")
 
@@ -33,6 +34,8 @@ class Experiment:
     normalizer: object  # deepcascade.features.normalization.Normalizer
     domain_a: object  # deepcascade.features.domain_features.DomainFeatures
     domain_b: object
+    #: engine.precision with 'auto' resolved (:func:`deepcascade.precision.resolve_precision`)
+    precision: str
 
     @property
     def compat(self) -> dict:
@@ -52,9 +55,12 @@ def setup_experiment(cfg: Config, run: RunDir) -> Experiment:
     device = resolve_device(cfg.engine.device)
     distributed.init_from_env(device.type)
     seed_everything(cfg.engine.seed)
+    # engine.precision 'auto' is decided here, once, before the feature caches (keyed on the precision) open
+    precision = resolve_precision(cfg.engine.precision, device)
+    log.info("training %s", precision_reason(cfg.engine.precision, device))
     backbone = backbone_from_config(cfg).to(device)
     if cfg.engine.channels_last:
         backbone.to(memory_format=torch.channels_last)
     normalizer, a, b = prepare_domains(cfg, run, backbone, device, rank=distributed.rank(),
-                                       world_size=distributed.world_size())
-    return Experiment(cfg, run, device, backbone, normalizer, a, b)
+                                       world_size=distributed.world_size(), precision=precision)
+    return Experiment(cfg, run, device, backbone, normalizer, a, b, precision)

@@ -23,6 +23,7 @@ from ..features.cache import FeatureCache, crop_features, crop_offsets
 from ..features.extract import FeatureSpec
 from ..features.normalization import Normalizer, RunningStats
 from ..features.squares import file_list_hash, iter_squares
+from ..precision import resolve_precision
 from ..rundir import RunDir
 
 log = logging.getLogger("deepcascade")
@@ -128,21 +129,24 @@ def _prune_run_cache(cache_root: Path, keep: dict[str, Path]) -> None:
 
 
 def prepare_domains(cfg, run, backbone, device: str | torch.device, rank: int = 0, world_size: int = 1,
-                    levels: Iterable[int] | None = None, *, batch_size: int = 16, progress: bool = True
-                    ) -> tuple[Normalizer, DomainFeatures, DomainFeatures]:
+                    levels: Iterable[int] | None = None, *, batch_size: int = 16, progress: bool = True,
+                    precision: str | None = None) -> tuple[Normalizer, DomainFeatures, DomainFeatures]:
     """Scan both domains, build/open their caches and the normalization statistics, return the batch sources.
 
     ``levels``: every level the whole pipeline will use (default :func:`pipeline_levels`); ``cache.levels`` are
     added. Statistics cover the training images of both domains (both mirrors), come from the cache-building
     pass, and are stored in the run directory (``run``: a RunDir or its path); an existing file for the same
     backbone, data and levels is reused, unless a cache has to be rebuilt. Only rank 0 computes; other ranks wait at a
-    ``torch.distributed`` barrier (when initialized) and then open what rank 0 wrote.
+    ``torch.distributed`` barrier (when initialized) and then open what rank 0 wrote. ``precision``: the
+    backbone's, ``engine.precision`` with 'auto' resolved (None: resolved here).
     """
     run = run if isinstance(run, RunDir) else RunDir(run)
     d = cfg.data
     levels = pipeline_levels(cfg, levels)
     files = {"A": _scan_domain(d.domain_a, "data.domain_a"), "B": _scan_domain(d.domain_b, "data.domain_b")}
-    spec = FeatureSpec(backbone.to(device), d.load_size, d.image_size, device, cfg.engine.precision,
+    if precision is None:
+        precision = resolve_precision(cfg.engine.precision, torch.device(device))
+    spec = FeatureSpec(backbone.to(device), d.load_size, d.image_size, device, precision,
                        cfg.engine.channels_last, cfg.cache.crops)
     cache_levels = sorted(set(int(l) for l in cfg.cache.levels))
     cache_root = cache_folder(cfg, run)
