@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue-level speed work as ONE prepared script (a lent GPU's time is short; docs/benchmarks.md#gpu):
+# The GPU checks of docs/benchmarks.md as ONE prepared script (a lent GPU's time is short; docs/benchmarks.md#gpu):
 #   1. translate at 224 px, fp32 and bf16, eager and the fast path, against eager ResNet-9 (bench_translate.py);
 #   2. a timed `train --stage all` of the paper's preset (zebra2giraffe) at 224 px on the built-in synthetic
 #      data, STEPS steps per stage: images/s per stage (the run's stats.jsonl) and the GPU's peak memory;
