@@ -188,3 +188,19 @@ def test_translator_logs_the_chosen_precision(run, monkeypatch, caplog):
     assert t.precision == "fp32"
     assert any(r.getMessage() == "precision fp32 (auto, the default with --optimize: bf16 would be emulated on "
                                  "this AVX2 CPU)" for r in caplog.records)
+
+
+def test_serve_compiles_both_directions_before_serving(run, eager, images):
+    """``serve --optimize``: both directions' graphs (one image per call, with levels) exist before the first
+    request, and a request's translation is eager's."""
+    from deepcascade.apps.web import ServeSession
+
+    if fast.unavailable(torch.device("cpu")):
+        pytest.skip("no compiler here")
+    t = ServeSession(run, device="cpu", precision="fp32", optimize=True).translator
+    assert sorted(t.fast.graphs) == [("a2b", 5, 1, 32, 32, "fp32", True), ("b2a", 5, 1, 32, 32, "fp32", True)]
+    img = Image.open(images[0]).convert("RGB")
+    got, want = t.translate(img, "b2a", return_levels=True)[0], eager.translate(img, "b2a")
+    to_tensor = lambda im: torch.from_numpy(np.asarray(im, dtype=np.float32) / 255)
+    assert psnr(to_tensor(got), to_tensor(want)) >= 40.0
+    assert len(t.fast.graphs) == 2  # the request ran on a graph compiled before it
