@@ -30,8 +30,8 @@ column then also says how far the optimized graph's output is from plain fp32's.
 times the same path exported to ONNX (as ``deepcascade export`` builds it, float NCHW in and out here) and run by
 onnxruntime's CPU provider with as many threads as torch (fp32 only; needs ``pip install 'deepcascade[export]'``;
 the export time is printed). ``--optimize fast`` is the product's fast path (``translate --optimize``,
-:mod:`deepcascade.inference.fast`): on the CPU the wide 3x3 convolutions by Winograd's F(2x2, 3x3), then compiled
-as ``compile``. The best-conv column is the fastest direct 3x3 convolution, eager or compiled, NCHW or
+:mod:`deepcascade.inference.fast`): on the CPU the wide 3x3 convolutions by Winograd's F(2x2, 3x3) and every
+network and input in channels_last, then compiled as ``compile``. The best-conv column is the fastest direct 3x3 convolution, eager or compiled, NCHW or
 channels_last; a Winograd path's GFLOP/s count the direct convolution's FLOPs (what it computes, not what it
 multiplies), so it can exceed 100 %. At the end: the process's peak RSS.
 
@@ -64,8 +64,7 @@ from deepcascade.features.normalization import Normalizer  # noqa: E402
 from deepcascade.models import deep_nets, inversion_nets, level_nets  # noqa: E402
 from deepcascade.networks import CascadeModel  # noqa: E402
 from deepcascade.networks.deep import bottleneck_downsamplings  # noqa: E402
-from deepcascade.inference.fast import compile_graph  # noqa: E402
-from deepcascade.networks.winograd import winograd_convs  # noqa: E402
+from deepcascade.inference.fast import compile_graph, cpu_copy  # noqa: E402
 from deepcascade.precision import _cpu_bf16_features, inference_autocast  # noqa: E402
 
 FINAL_LEVEL = 3
@@ -169,10 +168,7 @@ def optimized(net, x, how: str):
         elif how == "compile":
             out = compile_graph(net)
         elif how == "fast":  # as deepcascade.inference.fast prepares a translator's networks
-            if x.device.type == "cpu":
-                net = copy.deepcopy(net)
-                winograd_convs(net)
-            out = compile_graph(net)
+            out = compile_graph(cpu_copy(net)[0] if x.device.type == "cpu" else net)
         else:
             raise SystemExit(f"unknown --optimize {how!r}")
         out(x)  # traces / compiles
@@ -293,6 +289,10 @@ def main(argv=None) -> int:
                             for how in args.optimize]:
                 if how == "onnxruntime" and (precision != "fp32" or cl or device.type != "cpu"):
                     continue  # the exported graph computes fp32 NCHW on the CPU provider
+                if how == "fast" and device.type == "cpu" and not cl:  # the fast path's layout is channels_last
+                    if args.layouts == "both":
+                        continue
+                    cl = True
                 ours.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
                 with inference_autocast(device, precision):
                     net = optimized(ours, x.contiguous(memory_format=torch.channels_last) if cl else x, how)

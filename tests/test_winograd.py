@@ -48,6 +48,16 @@ def test_bf16_autocast_within_bf16_rounding():
     assert rel_err(out, conv(x).detach()) < 3e-2 and rel_err(ref, conv(x).detach()) < 3e-2
 
 
+def test_large_maps_stay_direct():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    wino = WinogradConv2d(conv, 2, max_side=8)
+    big, small = torch.randn(2, 16, 9, 6), torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(wino(big), conv(big))  # direct: the very same computation
+        assert not torch.equal(wino(small), conv(small)) and rel_err(wino(small), conv(small)) < 1e-5
+
+
 def test_swap_takes_only_eligible_convolutions():
     net = nn.Sequential(nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(), nn.Conv2d(512, 256, 3, padding=1),
                         nn.Sequential(nn.Conv2d(512, 512, 3, padding=1, stride=2),

@@ -8,11 +8,11 @@ inversion of the final level (of every inverted level with ``return_levels``), u
 Which backend (the rule, also in docs/inference.md):
 
 - CPU: ``torch.compile`` with inductor's ``freezing`` (weights become constants: prepacked for oneDNN, bias and
-  activations fused into the convolutions), and the 3x3 convolutions with 512 or more input and output channels
-  (VGG-19's conv4/conv5, T_5, the levels' translators) computed by Winograd's F(2x2, 3x3) on copies of the
-  networks (:mod:`deepcascade.networks.winograd`; 0.44x their multiply-adds, 1.03-1.06x the whole path's
-  throughput, docs/benchmarks.md). Needs a C++ compiler at run time (the one inductor searches,
-  ``torch._inductor.config.cpp.cxx``, usually ``g++``).
+  activations fused into the convolutions), and the 3x3 convolutions with 256 or more input and output
+  channels on maps of at most 28x28 (at 224 px: VGG-19's conv4/conv5, T_5, T_4) computed by Winograd's
+  F(2x2, 3x3) on copies of the networks (:mod:`deepcascade.networks.winograd`; 0.44x their multiply-adds,
+  1.05-1.12x the whole path's throughput, docs/benchmarks.md), all in channels_last. Needs a C++ compiler at
+  run time (the one inductor searches, ``torch._inductor.config.cpp.cxx``, usually ``g++``).
 - CUDA: ``torch.compile`` (inductor, freezing, triton kernels). Needs ``triton``.
 - Any other device, a missing compiler, or a compilation that raises: eager, exactly
   ``translate_tensor``'s plain result, with ONE warning line in the log (logger ``deepcascade``) saying why and
@@ -58,18 +58,22 @@ class TranslateGraph(nn.Module):
     in [0, 1] -> a tuple of float32 images in [0, 1], I_l(translated level l) for each of ``levels``.
 
     ``nets``: (backbone, cascade, {level: inversion}) to compute with, by default the translator's own (shared,
-    not copied: a change that replaces submodules must be made on a copy, as :func:`winograd_nets` does)."""
+    not copied: a change that replaces submodules must be made on a copy, as :func:`cpu_copy` does).
+    ``channels_last``: the images enter the graph in channels_last (the networks should be in it too)."""
 
-    def __init__(self, translator, direction: str, final_level: int, levels: tuple[int, ...], nets=None):
+    def __init__(self, translator, direction: str, final_level: int, levels: tuple[int, ...], nets=None,
+                 channels_last: bool = False):
         super().__init__()
         backbone, cascade, inversions = nets or (translator.trained.backbone, translator.cascade,
                                                  translator.inversions)
         self.backbone, self.normalizer, self.cascade = backbone, translator.trained.normalizer, cascade
         self.inversions = nn.ModuleDict({str(l): inversions[l] for l in levels})
         self.direction, self.final_level, self.levels = direction, final_level, tuple(levels)
-        self.device, self.precision = translator.device, translator.precision
+        self.device, self.precision, self.channels_last = translator.device, translator.precision, channels_last
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with inference_autocast(self.device, self.precision):
             raw = self.backbone(x, range(self.final_level, 6))
             feats = {l: self.normalizer.normalize(f, l) for l, f in raw.items()}
@@ -77,22 +81,22 @@ class TranslateGraph(nn.Module):
             return tuple(to_unit(self.inversions[str(l)](out[l]).float()).clamp(0, 1) for l in self.levels)
 
 
-def winograd_nets(translator) -> tuple:
-    """Copies of the translator's backbone, cascade and inversion networks whose wide 3x3 convolutions compute by
-    Winograd's F(2x2, 3x3) (:mod:`deepcascade.networks.winograd`: 0.44x their multiply-adds), and how many were
-    swapped. The translator's own networks, which its eager path runs, are left as they are."""
-    nets = copy.deepcopy(nn.ModuleList([translator.trained.backbone, translator.cascade,
-                                        nn.ModuleDict({str(l): m for l, m in translator.inversions.items()})]))
-    count = winograd_convs(nets)
-    return (nets[0], nets[1], {int(l): m for l, m in nets[2].items()}), count
+def cpu_copy(module: nn.Module) -> tuple[nn.Module, int]:
+    """What the CPU graphs compute with: a copy of ``module`` in channels_last whose wide 3x3 convolutions compute
+    by Winograd's F(2x2, 3x3) (:mod:`deepcascade.networks.winograd`: 0.44x their multiply-adds), and how many
+    were swapped. ``module`` itself (what the eager path runs) is left as it is."""
+    module = copy.deepcopy(module)
+    count = winograd_convs(module)
+    return module.to(memory_format=torch.channels_last), count
 
 
-def _graph(translator, direction: str, final_level: int, return_levels: bool = False, nets=None) -> nn.Module:
+def _graph(translator, direction: str, final_level: int, return_levels: bool = False, nets=None,
+           channels_last: bool = False) -> nn.Module:
     """The module that gets compiled for ``direction`` down to ``final_level``: its outputs are I_final's images,
     or with ``return_levels`` those of every translated level that has an inversion network (final first)."""
     levels = [final_level] + ([l for l in range(5, final_level, -1) if l in translator.inversions]
                               if return_levels else [])
-    return TranslateGraph(translator, direction, final_level, tuple(levels), nets).eval()
+    return TranslateGraph(translator, direction, final_level, tuple(levels), nets, channels_last).eval()
 
 
 def compile_graph(module: nn.Module) -> nn.Module:
@@ -188,8 +192,8 @@ class FastPath:
         #: (direction, final level, batch size, height, width, precision, return_levels) -> compiled module
         self.graphs: dict[tuple, nn.Module] = {}
         self.disabled: str | None = unavailable(translator.device)  # why everything runs eager
-        #: compute the wide 3x3 convolutions by Winograd's F(2x2, 3x3) (the rule: on the CPU; CUDA's cuDNN
-        #: chooses its own algorithms)
+        #: compute with a :func:`cpu_copy` of the networks (Winograd, channels_last; the rule: on the CPU; on CUDA
+        #: cuDNN chooses its own algorithms, and bf16/fp16 networks are channels_last already)
         self.winograd = translator.device.type == "cpu"
         self._nets = None
         self._warned = False
@@ -251,10 +255,13 @@ class FastPath:
             return self._compile(key, x)
 
     def _networks(self):
-        """The networks the graphs compute with: with :attr:`winograd`, one set of Winograd copies shared by all
-        graphs (built at the first compilation); else None, the translator's own."""
+        """The networks the graphs compute with: with :attr:`winograd`, one :func:`cpu_copy` shared by all graphs
+        (built at the first compilation); else None, the translator's own."""
         if self.winograd and self._nets is None:
-            self._nets, count = winograd_nets(self.translator)
+            t = self.translator
+            nets, count = cpu_copy(nn.ModuleList([t.trained.backbone, t.cascade,
+                                                  nn.ModuleDict({str(l): m for l, m in t.inversions.items()})]))
+            self._nets = (nets[0], nets[1], {int(l): m for l, m in nets[2].items()})
             log.info("fast path: %d wide 3x3 convolutions computed by Winograd F(2x2, 3x3)", count)
         return self._nets if self.winograd else None
 
@@ -264,7 +271,7 @@ class FastPath:
         folder = cache_folder(t)
         start = time.perf_counter()
         try:
-            compiled = compile_graph(_graph(t, direction, final, return_levels, self._networks()))
+            compiled = compile_graph(_graph(t, direction, final, return_levels, self._networks(), self.winograd))
             with _inductor_cache(folder), _graph_limit():
                 ys = compiled(x)  # torch.compile compiles at the first call
         except Exception as e:  # noqa: BLE001 - any compiler failure: eager, said once

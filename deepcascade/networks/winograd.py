@@ -10,7 +10,8 @@ with m (the transforms of F(4x4) have coefficients up to 8).
 
 What it costs: the transformed input and output are (m+2)^2 / m^2 times the input and output (4x for m = 2,
 2.25x for m = 4), read and written once each, so it pays where the channel counts are large enough for the
-products to dominate (``MIN_CHANNELS``); VGG-19's narrow, high-resolution first layers stay direct. The kernel
+products to dominate and the maps small (``MIN_CHANNELS``, ``MAX_SIDE``); VGG-19's narrow, high-resolution first
+layers stay direct. The kernel
 transform is done once, when the module is built from a trained ``nn.Conv2d`` (:func:`winograd_convs`);
 under ``torch.compile`` the input and output transforms become a few fused loops and the products batched GEMMs.
 """
@@ -23,8 +24,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: convolutions with fewer input or output channels stay direct (measured in benchmarks/bench_translate.py)
-MIN_CHANNELS = 512
+#: convolutions with fewer input or output channels stay direct, and so do those on feature maps larger than
+#: MAX_SIDE on a side (measured in benchmarks/bench_translate.py: there the transforms cost more than they save)
+MIN_CHANNELS = 256
+MAX_SIDE = 28
 #: output tile side m (2 or 4)
 TILE = 2
 
@@ -58,9 +61,10 @@ def _combine(parts: list[torch.Tensor], row: list) -> torch.Tensor:
 
 class WinogradConv2d(nn.Module):
     """A trained 3x3 stride-1 padding-1 ``nn.Conv2d`` (groups 1, dilation 1, zero padding), computed by
-    F(m x m, 3x3). Inference only: the transformed kernel is a buffer, not a parameter."""
+    F(m x m, 3x3) on inputs of at most ``max_side`` pixels on a side, by ``conv`` itself on larger ones (None:
+    always Winograd). Inference only: the transformed kernel is a buffer, not a parameter."""
 
-    def __init__(self, conv: nn.Conv2d, tile: int = TILE):
+    def __init__(self, conv: nn.Conv2d, tile: int = TILE, max_side: int | None = None):
         super().__init__()
         if not eligible(conv):
             raise ValueError(f"WinogradConv2d takes a 3x3 stride-1 padding-1 zero-padded conv, got {conv}")
@@ -74,9 +78,12 @@ class WinogradConv2d(nn.Module):
         u = torch.einsum("ai,kcij,bj->abck", g, w, g)  # (a, a, C, K): the products are (tiles, C) @ (C, K)
         self.register_buffer("u", u.reshape(-1, conv.in_channels, conv.out_channels).float().contiguous())
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+        self.max_side, self.direct = max_side, conv if max_side is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
+        if self.direct is not None and max(h, w) > self.max_side:  # static under torch.compile: one branch traced
+            return self.direct(x)
         m, a = self.tile, self.tile + 2
         th, tw = -(-h // m), -(-w // m)
         # channels last: the channel axis is the products' inner dimension, so the tiles stack without a copy
@@ -102,14 +109,16 @@ def eligible(conv: nn.Module, min_channels: int = 0) -> bool:
             and min(conv.in_channels, conv.out_channels) >= min_channels)
 
 
-def winograd_convs(module: nn.Module, min_channels: int = MIN_CHANNELS, tile: int = TILE) -> int:
+def winograd_convs(module: nn.Module, min_channels: int = MIN_CHANNELS, tile: int = TILE,
+                   max_side: int | None = MAX_SIDE) -> int:
     """Replace, in place, every eligible ``nn.Conv2d`` below ``module`` with at least ``min_channels`` in and out
-    by a :class:`WinogradConv2d` of the same weights; returns how many were replaced."""
+    by a :class:`WinogradConv2d` of the same weights (direct on maps larger than ``max_side``); returns how many
+    were replaced."""
     count = 0
     for name, child in list(module.named_children()):
         if eligible(child, min_channels):
-            setattr(module, name, WinogradConv2d(child, tile))
+            setattr(module, name, WinogradConv2d(child, tile, max_side))
             count += 1
         else:
-            count += winograd_convs(child, min_channels, tile)
+            count += winograd_convs(child, min_channels, tile, max_side)
     return count
