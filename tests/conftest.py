@@ -33,6 +33,17 @@ def write_tiny_config(path: Path, data_root: Path, **sections) -> Path:
     return Path(path)
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (tests that compare step results bit for bit)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     """:func:`write_tiny_config`, as a fixture."""

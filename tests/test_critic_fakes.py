@@ -22,12 +22,7 @@ N_CRITIC, BATCH = 3, 4
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_close(x: torch.Tensor, y: torch.Tensor) -> None:

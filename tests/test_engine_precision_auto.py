@@ -8,7 +8,6 @@ import json
 import logging
 
 import pytest
-import torch
 import yaml
 
 from conftest import TINY, merge
@@ -18,12 +17,7 @@ from deepcascade.errors import UserError
 from deepcascade.stages.pipeline import run_training
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_config_accepts_auto_and_still_refuses_other_values():

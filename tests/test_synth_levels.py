@@ -83,12 +83,7 @@ def nearest_distance(x: torch.Tensor, refs: torch.Tensor) -> float:
     return torch.cdist(x.flatten(1), refs.flatten(1)).min(1).values.mean().item()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_vae_reconstruction_falls_and_prior_samples_look_like_the_data():
